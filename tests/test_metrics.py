@@ -26,41 +26,32 @@ def ref_user_sets(dense):
     return [set(np.flatnonzero(row).tolist()) for row in dense]
 
 
+def ref_per_user(scores, targets, seen, value):
+    """value(ranking, held-out set) for each user; None for users with no held-out item."""
+    return [value(ref_ranking(s, z), t) if t else None
+            for s, t, z in zip(scores, ref_user_sets(targets), ref_user_sets(seen))]
+
+
 def ref_recall(scores, targets, seen, k):
-    out = []
-    for s, t, z in zip(scores, ref_user_sets(targets), ref_user_sets(seen)):
-        if not t:
-            out.append(None)
-            continue
-        kk = min(k, len(s))
-        top = ref_ranking(s, z)[:kk]
-        out.append(len(set(top) & t) / min(kk, len(t)))
-    return out
+    def value(ranking, t):
+        kk = min(k, len(ranking))
+        return len(set(ranking[:kk]) & t) / min(kk, len(t))
+    return ref_per_user(scores, targets, seen, value)
 
 
 def ref_ndcg(scores, targets, seen, k):
-    out = []
-    for s, t, z in zip(scores, ref_user_sets(targets), ref_user_sets(seen)):
-        if not t:
-            out.append(None)
-            continue
-        kk = min(k, len(s))
-        top = ref_ranking(s, z)[:kk]
-        dcg = sum(1.0 / math.log2(r + 1) for r, item in enumerate(top, start=1) if item in t)
+    def value(ranking, t):
+        kk = min(k, len(ranking))
+        dcg = sum(1.0 / math.log2(r + 1) for r, item in enumerate(ranking[:kk], start=1) if item in t)
         idcg = sum(1.0 / math.log2(r + 1) for r in range(1, min(kk, len(t)) + 1))
-        out.append(dcg / idcg)
-    return out
+        return dcg / idcg
+    return ref_per_user(scores, targets, seen, value)
 
 
 def ref_mrr(scores, targets, seen):
-    out = []
-    for s, t, z in zip(scores, ref_user_sets(targets), ref_user_sets(seen)):
-        if not t:
-            out.append(None)
-            continue
-        ranking = ref_ranking(s, z)
-        out.append(np.mean([1.0 / (ranking.index(item) + 1) for item in t]))
-    return out
+    def value(ranking, t):
+        return np.mean([1.0 / (ranking.index(item) + 1) for item in t])
+    return ref_per_user(scores, targets, seen, value)
 
 
 def ref_stat(values):
