@@ -1,0 +1,131 @@
+"""tfcf command line: flags -> config objects -> one library call per mode.
+
+    python main.py --train --test                      # Mult-VAE on ml-100k
+    python main.py --train --test --benchmark --use_tf_amp --dataset ml-latest-small
+    python main.py --recommend 1,50,181 --export_dir runs/ml-100k-vae
+
+Modes run in the order train, test, benchmark (any subset, at least one); a
+second run of the same command resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+# --- modes (names as in the thesis) ---
+flags.DEFINE_bool("train", False, "Train the model (resumes from the latest checkpoint in --export_dir).")
+flags.DEFINE_bool("test", False, "Report test metrics; without --train, of the model exported in --export_dir.")
+flags.DEFINE_bool("benchmark", False, "Time training and validation epochs after --warm_up_epochs; writes benchmark.json.")
+flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids): print the top --top_k items "
+                    "recommended for a user who has them, from the model in --export_dir.")
+flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.")
+# --- model ---
+flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity.")
+flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
+flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
+flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
+flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
+flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.01).")
+flags.DEFINE_list("hidden_layers", None, "Hidden layer widths, e.g. 600 for Mult-VAE [I-600-200-600-I].")
+flags.DEFINE_integer("latent_dim", None, "Latent code width (Mult-VAE 200).")
+flags.DEFINE_float("dropout", None, "Input dropout rate (Mult-VAE 0.5).")
+flags.DEFINE_float("ease_lambda", None, "EASE: L2 regularization lambda (default 500).")
+# --- optimization ---
+flags.DEFINE_float("lr", 1e-3, "Learning rate.")
+flags.DEFINE_string("optimizer", "adam", "adam, momentum, sgd, adagrad or rmsprop.")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
+flags.DEFINE_integer("number_of_epochs", 200, "Epochs to train.")
+flags.DEFINE_integer("batch_size_train", 500, "Users per training step (per worker with several GPUs).")
+flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.")
+flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).")
+flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.")
+flags.DEFINE_integer("warm_up_epochs", 1, "Benchmark: epochs left out of the timing.")
+flags.DEFINE_integer("benchmark_epochs", 3, "Benchmark: epochs timed after the warm-up.")
+flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
+# --- data ---
+flags.DEFINE_string("dataset", "ml-100k", "Dataset name (ml-100k, ml-1m, ml-20m, ml-latest-small, netflix, "
+                    "lastfm-2k, lastfm-360k, pinterest-20, ml-10m).")
+flags.DEFINE_string("data_dir", None, "Download and cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf).")
+flags.DEFINE_string("data_mirror", None, "Folder of already-extracted datasets (default $TFCF_DATA_MIRROR).")
+flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), fold, random, time (rating models).")
+flags.DEFINE_float("threshold", None, "Binarize ratings >= threshold (default: the dataset's, 4 for MovieLens).")
+flags.DEFINE_float("heldout_users", 0.1, "Validation and test users each: a fraction (<1) or a count.")
+flags.DEFINE_integer("min_uc", 5, "Keep users with at least this many positives.")
+# --- run ---
+flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, logs, results.json "
+                    "(default runs/<dataset>-<model>).")
+flags.DEFINE_bool("fresh", False, "Start over instead of resuming from the latest checkpoint.")
+flags.DEFINE_integer("gpu_number", None, "Which GPU to use (sets CUDA_VISIBLE_DEVICES).")
+flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU.")
+
+
+def configs():
+    """Turns the flags into a :class:`training.runner.RunConfig`."""
+    from training.runner import DataConfig, OptimConfig, RunConfig
+    from training.trainer import TrainConfig
+
+    modes = tuple(m for m in ("train", "test", "benchmark") if getattr(FLAGS, m))
+    export_dir = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}")
+    params = {"total_anneal_steps": FLAGS.total_anneal_steps, "anneal_cap": FLAGS.anneal_cap, "lam": FLAGS.lam,
+              "hidden": tuple(int(h) for h in FLAGS.hidden_layers) if FLAGS.hidden_layers is not None else None,
+              "latent": FLAGS.latent_dim, "dropout": FLAGS.dropout, "ease_lambda": FLAGS.ease_lambda}
+    heldout = FLAGS.heldout_users if FLAGS.heldout_users < 1 else int(FLAGS.heldout_users)
+    return RunConfig(
+        model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
+        data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
+                        protocol=FLAGS.protocol, threshold=FLAGS.threshold, min_uc=FLAGS.min_uc,
+                        val_users=heldout, test_users=heldout),
+        optim=OptimConfig(optimizer=FLAGS.optimizer, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
+                          batch_size_train=FLAGS.batch_size_train, batch_size_validation=FLAGS.batch_size_validation),
+        train=TrainConfig(epochs=FLAGS.number_of_epochs, validation_step=FLAGS.validation_step,
+                          export_dir=export_dir, xla=FLAGS.xla, fresh=FLAGS.fresh, patience=FLAGS.patience),
+        model_params={k: v for k, v in params.items() if v is not None},
+        warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs)
+
+
+def _select_devices() -> None:
+    if FLAGS.number_of_gpus == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    elif FLAGS.gpu_number is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(FLAGS.gpu_number)
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _select_devices()
+    from data.errors import TfcfError
+
+    try:
+        if FLAGS.recommend is not None:
+            from training import recommend
+
+            items = [s.strip() for s in FLAGS.recommend.split(",") if s.strip()]
+            recommend.print_recommendations(FLAGS.export_dir or configs().export_dir, items, FLAGS.top_k)
+            return 0
+        from training import runner
+
+        runner.run(configs())
+    except TfcfError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the latest checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

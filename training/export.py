@@ -1,0 +1,157 @@
+"""Exported models: weights + config + id maps, and a SavedModel for serving.
+
+Layout of ``<export_dir>/model/``::
+
+    model.json     {"family": "vae", "config": {...}, "task": "topk", ...}
+    weights.*      the model's weights (tf.train.Checkpoint.write)
+    ids.npz        original ids of the columns (items) and rows (users)
+    titles.json    item id -> title, where the dataset has titles
+
+and ``<export_dir>/saved_model/``, a TensorFlow SavedModel whose ``serving_default``
+signature maps a batch of item-id lists to the top-k recommended item ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from data.errors import TrainingError
+from training import metrics
+
+MODEL_DIR = "model"
+SAVED_MODEL_DIR = "saved_model"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Writes JSON atomically so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+write_json = _write_json
+
+
+def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_ids: Optional[np.ndarray] = None,
+         titles: Optional[dict] = None, extra: Optional[dict] = None) -> Path:
+    """Writes the model's weights, config and id maps under ``export_dir/model``.
+
+    Args:
+      model: a :class:`training.model.Model`, or a baseline with ``save``/``load``.
+      family: the model family name of :mod:`training.families` (``vae``, ``ease``...).
+      item_ids: [n_items] original item ids of the model's columns.
+      user_ids: [n_users] original ids of the training rows (rating models).
+      titles: original item id -> title.
+      extra: more JSON-able metadata (dataset, protocol...).
+    """
+    folder = Path(export_dir) / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "evaluate_step") and hasattr(model, "get_config"):
+        tf.train.Checkpoint(model=model).write(str(folder / "weights"))
+        config = model.get_config()
+    else:
+        model.save(folder / "baseline.npz")
+        config = {}
+    ids = {"item_ids": np.asarray(item_ids)}
+    if user_ids is not None:
+        ids["user_ids"] = np.asarray(user_ids)
+    np.savez(folder / "ids.npz", **ids)
+    _write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
+    _write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
+    return folder
+
+
+def load(export_dir: str | Path, families: dict) -> tuple[Any, dict, dict, dict]:
+    """Loads what :func:`save` wrote.
+
+    Args:
+      families: family name -> :class:`training.families.Family`.
+
+    Returns:
+      (model, metadata dict, ids dict of arrays, titles dict keyed by str id).
+
+    Raises:
+      TrainingError: nothing exported there.
+    """
+    folder = Path(export_dir) / MODEL_DIR
+    meta_path = folder / "model.json"
+    if not meta_path.exists():
+        raise TrainingError(f"no exported model in {folder}: train one first (--train) or point --export_dir "
+                            f"at the folder of a finished run")
+    meta = json.loads(meta_path.read_text())
+    family = families[meta["family"]]
+    model = family.load(folder, meta["config"])
+    with np.load(folder / "ids.npz", allow_pickle=False) as z:
+        ids = {k: z[k] for k in z.files}
+    titles = json.loads((folder / "titles.json").read_text()) if (folder / "titles.json").exists() else {}
+    return model, meta, ids, titles
+
+
+def restore_weights(model, folder: Path) -> None:
+    """Restores weights written by :func:`save` into a freshly built model."""
+    model.ensure_built()
+    tf.train.Checkpoint(model=model).read(str(Path(folder) / "weights")).expect_partial()
+
+
+class TopKServer(tf.Module):
+    """Serving wrapper: item-id lists in original ids -> top-k item ids.
+
+    Args:
+      score_fn: SparseTensor [b, I] -> scores [b, I] float32.
+      item_ids: [I] original item ids of the columns (int64 or str).
+    """
+
+    def __init__(self, score_fn: Callable[[tf.SparseTensor], tf.Tensor], item_ids: np.ndarray,
+                 variables_owner: Optional[tf.Module] = None) -> None:
+        super().__init__()
+        self._score_fn = score_fn
+        self.owner = variables_owner
+        self.n_items = int(len(item_ids))
+        is_str = item_ids.dtype.kind in "USO"
+        key_dtype = tf.string if is_str else tf.int64
+        keys = tf.constant(item_ids.astype(str) if is_str else item_ids.astype(np.int64), key_dtype)
+        self.item_ids = tf.Variable(keys, trainable=False)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(self.n_items, dtype=tf.int64)), default_value=-1)
+        self.key_dtype = key_dtype
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([None, None], key_dtype, name="items"), tf.TensorSpec([], tf.int32, name="k")])
+
+    def _serve(self, items: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        cols = self.table.lookup(items)  # unknown ids and padding map to -1
+        known = tf.where(cols >= 0)  # [n, 2] (list, position)
+        indices = tf.stack([known[:, 0], tf.gather_nd(cols, known)], axis=1)
+        shape = tf.cast(tf.stack([tf.shape(items)[0], self.n_items]), tf.int64)
+        seen = tf.sparse.reorder(tf.SparseTensor(indices, tf.ones([tf.shape(indices)[0]]), shape))
+        scores = metrics.mask_seen(self._score_fn(seen), seen)
+        top = tf.math.top_k(scores, k=tf.minimum(k, self.n_items))
+        return {"item_ids": tf.gather(self.item_ids, top.indices), "scores": top.values}
+
+
+def save_serving(score_fn, item_ids: np.ndarray, export_dir: str | Path, owner: Optional[tf.Module] = None) -> Path:
+    """Writes the SavedModel with the ``serving_default`` top-k signature."""
+    server = TopKServer(score_fn, np.asarray(item_ids), owner)
+    path = Path(export_dir) / SAVED_MODEL_DIR
+    tf.saved_model.save(server, str(path), signatures={"serving_default": server.serve})
+    return path

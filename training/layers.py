@@ -1,0 +1,103 @@
+"""Layers shared by the models: the sparse first layer and its input forms.
+
+A batch of user rows reaches a model in one of two forms:
+  * a ``tf.SparseTensor`` [b, n_items] (the default tf.data form), or
+  * the XLA form, a dict ``{'rows', 'cols', 'values', 'n_rows'}`` of COO
+    entries padded to a power of two (pad entries have value 0).
+:func:`as_coo` turns either into COO arrays so models handle both alike.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import keras
+import tensorflow as tf
+
+SparseRows = Union[tf.SparseTensor, dict]
+
+
+class Coo(NamedTuple):
+    """A sparse batch as COO arrays.
+
+    Attributes:
+      rows: int32 [P] row of each entry.
+      cols: int32 [P] column of each entry.
+      values: float32 [P] (0 for padding entries).
+      n_rows: int32 scalar, the batch size b.
+      padded: True for the XLA form (use gather + segment-sum, not tf.sparse).
+    """
+
+    rows: tf.Tensor
+    cols: tf.Tensor
+    values: tf.Tensor
+    n_rows: tf.Tensor
+    padded: bool
+
+    def with_values(self, values: tf.Tensor) -> "Coo":
+        return self._replace(values=values)
+
+
+def as_coo(x: SparseRows) -> Coo:
+    """COO arrays of a sparse batch in either form."""
+    if isinstance(x, tf.SparseTensor):
+        rows = tf.cast(x.indices[:, 0], tf.int32)
+        cols = tf.cast(x.indices[:, 1], tf.int32)
+        return Coo(rows, cols, tf.cast(x.values, tf.float32), tf.cast(x.dense_shape[0], tf.int32), False)
+    return Coo(tf.cast(x["rows"], tf.int32), tf.cast(x["cols"], tf.int32), tf.cast(x["values"], tf.float32),
+               tf.cast(x["n_rows"], tf.int32), True)
+
+
+def l2_normalize_rows(rows: tf.Tensor, values: tf.Tensor, n_rows: tf.Tensor) -> tf.Tensor:
+    """Values [P] of each row divided by the row's L2 norm (empty rows stay 0)."""
+    norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(values), rows, n_rows))
+    return tf.math.divide_no_nan(values, tf.gather(norms, rows))
+
+
+def row_sum(rows: tf.Tensor, values: tf.Tensor, n_rows: tf.Tensor) -> tf.Tensor:
+    """Sum of each row's values: [P] -> [n_rows]."""
+    return tf.math.unsorted_segment_sum(values, rows, n_rows)
+
+
+class SparseDense(keras.layers.Layer):
+    """A Dense layer whose input is a sparse batch of rows.
+
+    Never densifies the input. Without XLA it runs
+    ``tf.sparse.sparse_dense_matmul`` (the thesis' optimisation); with COO
+    input it gathers the kernel rows of the non-zeros and sums them per row
+    with ``unsorted_segment_sum``, which, unlike the sparse matmul, has an XLA
+    kernel (and was the fastest first layer under ``jit_compile`` on CPU).
+
+    Args:
+      input_dim: number of columns of the sparse input (items).
+      units: output width.
+      activation: a Keras activation name or callable.
+      kernel_initializer: a Keras initializer.
+    """
+
+    def __init__(self, input_dim: int, units: int, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.input_dim = int(input_dim)
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.kernel = self.add_weight(shape=(self.input_dim, self.units),
+                                      initializer=keras.initializers.get(kernel_initializer), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias") if use_bias else None
+
+    def apply_coo(self, coo: Coo) -> tf.Tensor:
+        """Args: coo: a :class:`Coo` batch [b, input_dim]. Returns [b, units]."""
+        return self(coo.rows, coo.cols, coo.values, coo.n_rows, padded=coo.padded)
+
+    def call(self, rows, cols, values, n_rows, padded: bool = False) -> tf.Tensor:
+        kernel = tf.cast(self.kernel, self.compute_dtype)
+        values = tf.cast(values, self.compute_dtype)
+        if padded:
+            out = tf.math.unsorted_segment_sum(tf.gather(kernel, cols) * values[:, None], rows, n_rows)
+        else:
+            indices = tf.stack([tf.cast(rows, tf.int64), tf.cast(cols, tf.int64)], axis=1)
+            shape = tf.stack([tf.cast(n_rows, tf.int64), tf.constant(self.input_dim, tf.int64)])
+            out = tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, values, shape), kernel)
+        if self.bias is not None:
+            out = out + tf.cast(self.bias, self.compute_dtype)
+        return self.activation(out)

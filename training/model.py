@@ -1,0 +1,112 @@
+"""The thin model base every tfcf model derives from.
+
+A model brings its forward pass (``call``), its loss (``compute_loss``) and
+its evaluation statistics (``evaluate_step``). The engine
+(:mod:`training.trainer`) owns everything else: the loop, the optimizer step
+with loss scaling and gradient averaging (:class:`Updater`), checkpoints,
+logging and precision. A model overrides ``train_step`` only when its paper
+needs more than one update per batch (DeepRec's dense re-feeding) or a counter
+(Mult-VAE's KL annealing), and even then it updates through the ``Updater``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import keras
+import tensorflow as tf
+
+from training import precision
+
+Stats = dict[str, tuple[tf.Tensor, tf.Tensor]]
+
+
+class Updater:
+    """One optimizer step: loss scaling, gradients, worker averaging, apply.
+
+    Every update of every model goes through :meth:`minimize`, so loss scaling
+    under float16 and Horovod's gradient averaging apply to all of them (the
+    DeepRec reference lost its fp16 handling in a copy-pasted re-feeding step).
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, distribution) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.distribution = distribution
+        # Counts every applied update, re-feeding ones included.
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+
+    def minimize(self, loss_fn: Callable[[], tuple[tf.Tensor, dict]]) -> tuple[tf.Tensor, dict]:
+        """Differentiates ``loss_fn()`` and applies one optimizer update.
+
+        Args:
+          loss_fn: returns (scalar float32 loss, dict of scalar logs).
+
+        Returns:
+          The unscaled loss and the logs.
+        """
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, logs = loss_fn()
+            scaled = precision.scale_loss(self.optimizer, loss)
+        grads = tape.gradient(scaled, variables)
+        grads = self.distribution.allreduce_gradients(grads)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.updates.assign_add(1)
+        return loss, logs
+
+
+class Model(keras.Model):
+    """Base class of tfcf's trainable models.
+
+    Class attributes tell the engine what the model needs:
+      input_kind: ``rows`` (a batch of sparse rows, ``{'input': SparseTensor}``),
+        ``triples`` (``{'user', 'item', 'rating'}``) or ``bpr`` (``{'user',
+        'pos', 'neg', 'rating'}``).
+      task: ``topk`` (heldout-users split, ranking metrics) or ``rating``
+        (rating split, RMSE).
+      main_metric / higher_is_better: how the best checkpoint is chosen.
+    """
+
+    input_kind: ClassVar[str] = "rows"
+    task: ClassVar[str] = "topk"
+    main_metric: ClassVar[str] = "ndcg@100"
+    higher_is_better: ClassVar[bool] = True
+    config_class: ClassVar[type] = None
+
+    def __init__(self, config, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+
+    # --- what subclasses implement -------------------------------------------------
+    def compute_loss(self, batch: dict[str, Any], training: bool = True) -> tuple[tf.Tensor, dict]:
+        """Returns (scalar float32 loss, dict of scalar float32 logs)."""
+        raise NotImplementedError
+
+    def evaluate_step(self, batch: dict[str, Any]) -> Stats:
+        """Summable (sum, count) statistics of one evaluation batch."""
+        raise NotImplementedError
+
+    def dummy_batch(self) -> dict[str, Any]:
+        """A tiny batch of the model's input kind, used to build its weights."""
+        raise NotImplementedError
+
+    # --- what the engine calls -----------------------------------------------------
+    def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
+        """One training step; the default is one update on ``compute_loss``."""
+        loss, logs = updater.minimize(lambda: self.compute_loss(batch, training=True))
+        return {"loss": loss, **logs}
+
+    def ensure_built(self) -> None:
+        """Creates the weights by running the forward pass once."""
+        if not self.built or not self.weights:
+            self.compute_loss(self.dummy_batch(), training=False)
+            self.built = True
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Model":
+        return cls(cls.config_class(**config))

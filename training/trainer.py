@@ -1,0 +1,316 @@
+"""The one training loop of the toolkit, shared by every model.
+
+Epochs and steps, validation every ``validation_step`` epochs, the best
+checkpoint by the model's main metric, resume from the latest checkpoint,
+TensorBoard summaries, a progress line with ETA, a NaN/Inf guard and early
+stopping. Precision and distribution come in through :mod:`training.precision`
+and :mod:`training.distribute`; the model brings its loss and train step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.errors import TrainingError
+from training import distribute, metrics, precision
+from training.model import Model, Updater
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How the engine trains (not what the model is).
+
+    Attributes:
+      epochs: number of epochs to reach (a resumed run trains the remainder).
+      validation_step: validate every this many epochs (and after the last).
+      export_dir: run folder: ``checkpoints/``, ``best/``, ``logs/``.
+      xla: compile the train step with XLA (``jit_compile=True``).
+      fresh: ignore (and delete) existing checkpoints instead of resuming.
+      keep_checkpoints: how many latest checkpoints to keep.
+      patience: stop after this many validations without improvement (None: never).
+      progress_seconds: at most one progress line per this many seconds.
+      verbose: print progress and epoch lines (chief only).
+      record_steps: keep every step's logs in the history (for per-batch plots).
+      max_steps_per_epoch: cut epochs short (benchmarks and tests only).
+    """
+
+    epochs: int = 200
+    validation_step: int = 1
+    export_dir: str = "runs/default"
+    xla: bool = False
+    fresh: bool = False
+    keep_checkpoints: int = 2
+    patience: Optional[int] = None
+    progress_seconds: float = 10.0
+    verbose: bool = True
+    record_steps: bool = False
+    max_steps_per_epoch: Optional[int] = None
+
+
+@dataclasses.dataclass
+class History:
+    """What happened during :meth:`Trainer.fit`."""
+
+    epochs: list[dict] = dataclasses.field(default_factory=list)
+    steps: list[dict] = dataclasses.field(default_factory=list)
+    best: Optional[dict] = None
+    resumed_from_epoch: int = 0
+    stopped_early: bool = False
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _fmt_metrics(values: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in values.items())
+
+
+def evaluate(step_fn: Callable[[dict], dict], dataset: tf.data.Dataset,
+             distribution: Optional[distribute.Distribution] = None) -> dict[str, float]:
+    """Runs an evaluation step over a dataset; sums over batches and workers.
+
+    Args:
+      step_fn: batch -> {metric: (sum, count)} (a model's ``evaluate_step``).
+      dataset: this worker's part of the evaluation data.
+
+    Returns:
+      Metric name -> value (sum / count), plus ``<name>/count``: the users (or
+      ratings) that counted; users with nothing held out are excluded.
+    """
+    distribution = distribution or distribute.Distribution()
+    sums: dict[str, list] = {}
+    for batch in dataset:
+        for name, (total, count) in step_fn(batch).items():
+            acc = sums.setdefault(name, [0.0, 0.0])
+            acc[0] += tf.cast(total, tf.float64)
+            acc[1] += tf.cast(count, tf.float64)
+    names = sorted(sums)
+    flat = {f"{k}/sum": tf.convert_to_tensor(sums[k][0], tf.float64) for k in names}
+    flat.update({f"{k}/count": tf.convert_to_tensor(sums[k][1], tf.float64) for k in names})
+    flat = distribution.sum(flat)
+    stats = {k: (float(flat[f"{k}/sum"]), float(flat[f"{k}/count"])) for k in names}
+    values = metrics.finalize(stats)
+    for k, (_, count) in stats.items():
+        values.setdefault(f"{k}/count", count)
+    return values
+
+
+class Trainer:
+    """Trains and evaluates one model.
+
+    Args:
+      model: a :class:`training.model.Model`, built under the run's dtype policy.
+      optimizer: a Keras optimizer (wrapped here for loss scaling when needed).
+      config: a :class:`TrainConfig`.
+      distribution: from :func:`training.distribute.get`; single process if None.
+      policy: the dtype policy name the model was built under.
+    """
+
+    def __init__(self, model: Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                 distribution: Optional[distribute.Distribution] = None, policy: str = precision.FLOAT32) -> None:
+        self.model = model
+        self.config = config
+        self.distribution = distribution or distribute.Distribution()
+        self.optimizer = precision.wrap_optimizer(optimizer, policy)
+        self.updater = Updater(model, self.optimizer, self.distribution)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="best_value")
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
+        model.ensure_built()
+        self.optimizer.build(model.trainable_variables)
+        self.export_dir = Path(config.export_dir)
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch,
+                                               updates=self.updater.updates, best_value=self.best_value,
+                                               best_epoch=self.best_epoch)
+        self._best = tf.train.Checkpoint(model=model)
+        self._manager: Optional[tf.train.CheckpointManager] = None
+        self._writer = None
+        self._train_fn = tf.function(self._train_step, jit_compile=config.xla or None, reduce_retracing=True)
+        self._eval_fn = tf.function(model.evaluate_step, reduce_retracing=True)
+
+    # --- checkpoints ---------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.export_dir / "checkpoints"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.export_dir / "best"
+
+    def _open_checkpoints(self) -> int:
+        """Resumes from the latest checkpoint unless ``fresh``; returns its epoch."""
+        chief = self.distribution.is_chief
+        if self.config.fresh and chief:
+            for folder in (self.checkpoint_dir, self.best_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+        self.distribution.barrier()
+        self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.checkpoint_dir),
+                                                   max_to_keep=self.config.keep_checkpoints)
+        latest = self._manager.latest_checkpoint
+        if latest:
+            try:
+                self._checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise TrainingError(f"cannot resume from {latest} (a different model or config?): "
+                                    f"{str(err).splitlines()[0]}; rerun with --fresh to start over") from None
+        # Workers start from the chief's weights (identical anyway when seeded).
+        self.distribution.broadcast_variables(self.model.weights + self.optimizer.variables)
+        return int(self.epoch.numpy())
+
+    def _save(self) -> None:
+        if self.distribution.is_chief:
+            self._manager.save(checkpoint_number=int(self.epoch.numpy()))
+
+    def restore_best(self) -> bool:
+        """Loads the best validated weights into the model, if there are any."""
+        latest = tf.train.latest_checkpoint(str(self.best_dir))
+        if latest is None:
+            return False
+        self._best.restore(latest).expect_partial()
+        return True
+
+    # --- steps ---------------------------------------------------------------------
+    def _train_step(self, batch: dict[str, Any]) -> dict[str, tf.Tensor]:
+        return self.model.train_step(batch, self.updater)
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """Metrics of the model on a dataset (see :func:`evaluate`)."""
+        return evaluate(self._eval_fn, dataset, self.distribution)
+
+    # --- the loop ------------------------------------------------------------------
+    def fit(self, train_data: Callable[[int], tf.data.Dataset], steps_per_epoch: int, rows_per_epoch: int,
+            validation_data: Optional[Callable[[], tf.data.Dataset]] = None) -> History:
+        """Trains until ``config.epochs`` (resuming from the latest checkpoint).
+
+        Args:
+          train_data: epoch -> that epoch's dataset of this worker (shuffled from
+            the seed and the epoch, so a resumed epoch sees the same order).
+          steps_per_epoch: steps of one epoch on this worker (for progress/ETA).
+          rows_per_epoch: users (or ratings) of one epoch on all workers (users/s).
+          validation_data: () -> the validation dataset of this worker.
+
+        Returns:
+          The :class:`History`; the best validated weights are saved in ``best/``.
+
+        Raises:
+          TrainingError: the loss became NaN or Inf.
+        """
+        cfg = self.config
+        chief = self.distribution.is_chief
+        history = History()
+        start = self._open_checkpoints()
+        history.resumed_from_epoch = start
+        if start and chief and cfg.verbose:
+            print(f"resuming from epoch {start} ({self._manager.latest_checkpoint}); --fresh starts over", flush=True)
+        if chief:
+            self._writer = tf.summary.create_file_writer(str(self.export_dir / "logs"))
+        stale = 0
+        run_start = time.perf_counter()
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            last_print = t0
+            totals: dict[str, float] = {}
+            steps = 0
+            for batch in train_data(epoch):
+                logs = self._train_fn(batch)
+                loss = float(logs["loss"])
+                if not math.isfinite(loss):
+                    self._diverged(epoch, steps, loss)
+                for k, v in logs.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                steps += 1
+                if cfg.record_steps:
+                    history.steps.append({"epoch": epoch + 1, "step": steps, **{k: float(v) for k, v in logs.items()}})
+                now = time.perf_counter()
+                if chief and cfg.verbose and now - last_print >= cfg.progress_seconds and steps < steps_per_epoch:
+                    last_print = now
+                    rate = steps / (now - t0)
+                    left = (steps_per_epoch - steps) / rate + (cfg.epochs - epoch - 1) * steps_per_epoch / rate
+                    print(f"epoch {epoch + 1}/{cfg.epochs} step {steps}/{steps_per_epoch} loss {loss:.4f} "
+                          f"{rate * rows_per_epoch / max(steps_per_epoch, 1):,.0f} rows/s ETA {_fmt_duration(left)}",
+                          flush=True)
+                if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+                    break
+            train_seconds = time.perf_counter() - t0
+            record = {"epoch": epoch + 1, "train_seconds": train_seconds,
+                      "rows_per_second": rows_per_epoch * steps / max(steps_per_epoch, 1) / train_seconds,
+                      "learning_rate": self._learning_rate()}
+            record.update({k: v / max(steps, 1) for k, v in totals.items()})
+            self.epoch.assign(epoch + 1)
+            improved = False
+            if validation_data is not None and ((epoch + 1) % cfg.validation_step == 0 or epoch + 1 == cfg.epochs):
+                t1 = time.perf_counter()
+                values = self.evaluate(validation_data())
+                record["validation_seconds"] = time.perf_counter() - t1
+                record["validation"] = values
+                improved = self._track_best(values, epoch + 1)
+                stale = 0 if improved else stale + 1
+            self._save()
+            self._summaries(record)
+            history.epochs.append(record)
+            if chief and cfg.verbose:
+                done = time.perf_counter() - run_start
+                eta = done / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
+                line = (f"epoch {epoch + 1}/{cfg.epochs} loss {record['loss']:.4f} "
+                        f"train {train_seconds:.2f}s ({record['rows_per_second']:,.0f} rows/s)")
+                if "validation" in record:
+                    shown = {k: v for k, v in record["validation"].items() if not k.endswith("/count")}
+                    line += f" | val {_fmt_metrics(shown)}{' *' if improved else ''}"
+                print(line + f" | ETA {_fmt_duration(eta)}", flush=True)
+            if cfg.patience is not None and stale >= cfg.patience:
+                history.stopped_early = True
+                if chief and cfg.verbose:
+                    print(f"early stop: no better {self.model.main_metric} in {stale} validations", flush=True)
+                break
+        if self._writer is not None:
+            self._writer.flush()
+        if int(self.best_epoch.numpy()) > 0:
+            history.best = {"epoch": int(self.best_epoch.numpy()), self.model.main_metric: float(self.best_value.numpy())}
+        return history
+
+    def _track_best(self, values: dict[str, float], epoch: int) -> bool:
+        value = values.get(self.model.main_metric)
+        if value is None or not math.isfinite(value):
+            return False
+        best = float(self.best_value.numpy())
+        better = math.isnan(best) or (value > best if self.model.higher_is_better else value < best)
+        if better:
+            self.best_value.assign(value)
+            self.best_epoch.assign(epoch)
+            if self.distribution.is_chief:
+                tf.train.CheckpointManager(self._best, str(self.best_dir), max_to_keep=1).save(checkpoint_number=epoch)
+        return better
+
+    def _learning_rate(self) -> float:
+        opt = precision.inner_optimizer(self.optimizer)
+        lr = opt.learning_rate
+        return float(lr(opt.iterations) if callable(lr) else lr)
+
+    def _summaries(self, record: dict) -> None:
+        if self._writer is None:
+            return
+        with self._writer.as_default(step=record["epoch"]):
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    tf.summary.scalar(f"train/{k}", v)
+            for k, v in record.get("validation", {}).items():
+                if not k.endswith("/count"):
+                    tf.summary.scalar(f"validation/{k}", v)
+
+    def _diverged(self, epoch: int, step: int, loss: float) -> None:
+        kept = self._manager.latest_checkpoint if self._manager else None
+        where = f"the last good checkpoint is {kept}" if kept else "no checkpoint was written yet"
+        raise TrainingError(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped and "
+                            f"{where}; lower the learning rate (e.g. --lr 2e-4) and rerun with --fresh")

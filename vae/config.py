@@ -1,0 +1,46 @@
+"""Hyper-parameters of Mult-VAE and Mult-DAE (Liang et al. 2018)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """The model's hyper-parameters (the trainer's live in ``TrainConfig``).
+
+    Attributes:
+      n_items: input and output width I.
+      hidden: encoder hidden widths before the latent layer; the decoder mirrors
+        them. Mult-VAE is [I-600-200-600-I]: ``hidden=(600,)``, ``latent=200``.
+      latent: width of the latent code (Mult-DAE: its only hidden layer).
+      variational: True for Mult-VAE, False for Mult-DAE [I-200-I].
+      dropout: dropout rate on the L2-normalised input.
+      activation: hidden activation (tanh in the paper).
+      lam: L2 weight on the weight matrices (loss term ``lam * sum(w**2)``, as
+        ``2 * l2_regularizer(lam)`` in the reference code).
+      total_anneal_steps: KL weight = min(anneal_cap, update / total_anneal_steps).
+      anneal_cap: the largest KL weight.
+      seed: seed of the model's dropout and sampling noise.
+    """
+
+    n_items: int
+    hidden: tuple[int, ...] = (600,)
+    latent: int = 200
+    variational: bool = True
+    dropout: float = 0.5
+    activation: str = "tanh"
+    lam: float = 0.0
+    total_anneal_steps: int = 200_000
+    anneal_cap: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    @classmethod
+    def dae(cls, n_items: int, **kwargs) -> "VAEConfig":
+        """Mult-DAE [I-200-I] with the paper's defaults."""
+        kwargs.setdefault("hidden", ())
+        kwargs.setdefault("lam", 0.01)
+        return cls(n_items=n_items, variational=False, **kwargs)
