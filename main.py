@@ -27,7 +27,7 @@ flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids):
                     "recommended for a user who has them, from the model in --export_dir.")
 flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.")
 # --- model ---
-flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity.")
+flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity (top-k); deeprec, mf, multitask (ratings).")
 flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
 flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
@@ -37,6 +37,26 @@ flags.DEFINE_list("hidden_layers", None, "Hidden layer widths, e.g. 600 for Mult
 flags.DEFINE_integer("latent_dim", None, "Latent code width (Mult-VAE 200).")
 flags.DEFINE_float("dropout", None, "Input dropout rate (Mult-VAE 0.5).")
 flags.DEFINE_float("ease_lambda", None, "EASE: L2 regularization lambda (default 500).")
+# DeepRec
+flags.DEFINE_string("activation", None, "DeepRec: selu, elu, relu, relu6, lrelu, sigmoid, tanh or swish.")
+flags.DEFINE_float("drop_prob", None, "DeepRec: dropout rate on the code layer.")
+flags.DEFINE_float("noise_prob", None, "DeepRec: dropout rate on the input.")
+flags.DEFINE_bool("constrained", None, "DeepRec: tied decoder (transposed encoder weights).")
+flags.DEFINE_bool("last_layer_activations", None, "DeepRec: apply the activation on the output layer too.")
+flags.DEFINE_integer("aug_step", None, "DeepRec: dense re-feeding steps per batch (0: off).")
+flags.DEFINE_enum("major", "users", ["users", "items"], "DeepRec: rows are users (user-based) or items.")
+flags.DEFINE_list("lr_milestones", None, "Epochs at which the learning rate is multiplied by --lr_gamma.")
+flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor at each milestone.")
+# matrix factorization
+flags.DEFINE_integer("rank", None, "mf: rank of the factorization (25).")
+flags.DEFINE_bool("use_bias", None, "mf: user/item biases and a global mean.")
+flags.DEFINE_integer("embedding_dim", None, "multitask: embedding size (32).")
+flags.DEFINE_list("layer_sizes", None, "multitask: rating MLP widths (96,64).")
+flags.DEFINE_float("factorization_weight", None, "multitask: weight of the BPR loss (0.99).")
+flags.DEFINE_float("regression_weight", None, "multitask: weight of the rating MSE (0.01).")
+flags.DEFINE_bool("no_shared_embeddings", False, "multitask: separate embeddings for the two tasks.")
+flags.DEFINE_enum("bpr_form", None, ["homework", "log"], "multitask: mean(1 - sigmoid(d)) or -log sigmoid(d).")
+flags.DEFINE_string("logdir", None, "TensorBoard folder (default <export_dir>/logs).")
 # --- optimization ---
 flags.DEFINE_float("lr", 1e-3, "Learning rate.")
 flags.DEFINE_string("optimizer", "adam", "adam, momentum, sgd, adagrad or rmsprop.")
@@ -75,7 +95,14 @@ def configs():
     export_dir = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}")
     params = {"total_anneal_steps": FLAGS.total_anneal_steps, "anneal_cap": FLAGS.anneal_cap, "lam": FLAGS.lam,
               "hidden": tuple(int(h) for h in FLAGS.hidden_layers) if FLAGS.hidden_layers is not None else None,
-              "latent": FLAGS.latent_dim, "dropout": FLAGS.dropout, "ease_lambda": FLAGS.ease_lambda}
+              "latent": FLAGS.latent_dim, "dropout": FLAGS.dropout, "ease_lambda": FLAGS.ease_lambda,
+              "activation": FLAGS.activation, "drop_prob": FLAGS.drop_prob, "noise_prob": FLAGS.noise_prob,
+              "constrained": FLAGS.constrained, "last_layer_activations": FLAGS.last_layer_activations,
+              "aug_step": FLAGS.aug_step, "major": FLAGS.major, "rank": FLAGS.rank, "use_bias": FLAGS.use_bias,
+              "embedding_dim": FLAGS.embedding_dim,
+              "layer_sizes": tuple(int(s) for s in FLAGS.layer_sizes) if FLAGS.layer_sizes else None,
+              "factorization_weight": FLAGS.factorization_weight, "regression_weight": FLAGS.regression_weight,
+              "shared_embeddings": False if FLAGS.no_shared_embeddings else None, "bpr_form": FLAGS.bpr_form}
     heldout = FLAGS.heldout_users if FLAGS.heldout_users < 1 else int(FLAGS.heldout_users)
     return RunConfig(
         model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
@@ -83,9 +110,11 @@ def configs():
                         protocol=FLAGS.protocol, threshold=FLAGS.threshold, min_uc=FLAGS.min_uc,
                         val_users=heldout, test_users=heldout),
         optim=OptimConfig(optimizer=FLAGS.optimizer, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
-                          batch_size_train=FLAGS.batch_size_train, batch_size_validation=FLAGS.batch_size_validation),
+                          batch_size_train=FLAGS.batch_size_train, batch_size_validation=FLAGS.batch_size_validation,
+                          lr_milestones=tuple(int(m) for m in FLAGS.lr_milestones or ()), lr_gamma=FLAGS.lr_gamma),
         train=TrainConfig(epochs=FLAGS.number_of_epochs, validation_step=FLAGS.validation_step,
-                          export_dir=export_dir, xla=FLAGS.xla, fresh=FLAGS.fresh, patience=FLAGS.patience),
+                          export_dir=export_dir, xla=FLAGS.xla, fresh=FLAGS.fresh, patience=FLAGS.patience,
+                          log_dir=FLAGS.logdir),
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs)
 

@@ -98,6 +98,12 @@ register(Family("vae", "topk", "vae.model:MultVAE", "vae.config:VAEConfig",
                 description="Mult-VAE [I-600-200-600-I] (Liang et al. 2018)"))
 register(Family("dae", "topk", "vae.model:MultVAE", "vae.config:VAEConfig.dae",
                 description="Mult-DAE [I-200-I] (Liang et al. 2018)"))
+register(Family("deeprec", "rating", "deeprec.model:DeepRec", "deeprec.config:DeepRecConfig.from_dims",
+                description="deep rating autoencoder with dense re-feeding (Kuchaiev & Ginsburg 2017)"))
+register(Family("mf", "rating", "mf.model:MatrixFactorization", "mf.config:MFConfig.from_dims",
+                description="low-rank matrix factorization with biases, MSE"))
+register(Family("multitask", "rating", "mf.model:MultiTaskNet", "mf.config:MultiTaskConfig.from_dims",
+                description="multi-task MF: BPR interactions + rating regression MLP"))
 register(Family("ease", "topk", "baselines.ease:EASE", trainable=False, baseline_params=(("ease_lambda", "lam"),),
                 description="EASE closed-form item-item model (Steck 2019)"))
 register(Family("popularity", "topk", "baselines.popularity:Popularity", trainable=False,

@@ -73,6 +73,8 @@ class OptimConfig:
     momentum: float = 0.9
     batch_size_train: int = 500
     batch_size_validation: int = 2000
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
 
 
 @dataclasses.dataclass
@@ -94,17 +96,27 @@ class RunConfig:
 
 
 def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
-    """A Keras optimizer from the config (``weight_decay`` is decoupled, AdamW style)."""
+    """A Keras optimizer from the config.
+
+    ``weight_decay`` is decoupled (AdamW style). ``lr_milestones`` (epochs)
+    multiply the learning rate by ``lr_gamma`` at each milestone, like the
+    DeepRec reference's MultiStepLR schedule.
+    """
     name = cfg.optimizer.lower()
     wd = cfg.weight_decay or None
+    lr = cfg.lr
+    if cfg.lr_milestones:
+        boundaries = [int(m) * steps_per_epoch for m in sorted(cfg.lr_milestones)]
+        values = [cfg.lr * cfg.lr_gamma ** i for i in range(len(boundaries) + 1)]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     if name == "adam":
-        return keras.optimizers.AdamW(cfg.lr, weight_decay=wd) if wd else keras.optimizers.Adam(cfg.lr)
+        return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
     if name in ("sgd", "momentum"):
-        return keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum if name == "momentum" else 0.0, weight_decay=wd)
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum if name == "momentum" else 0.0, weight_decay=wd)
     if name == "adagrad":
-        return keras.optimizers.Adagrad(cfg.lr, weight_decay=wd)
+        return keras.optimizers.Adagrad(lr, weight_decay=wd)
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(cfg.lr, weight_decay=wd)
+        return keras.optimizers.RMSprop(lr, weight_decay=wd)
     raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam, momentum, sgd, adagrad or rmsprop")
 
 
@@ -341,7 +353,8 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
     if dist.is_chief:
         user_ids = getattr(split, "user_ids", None)
         export.save(model, export_dir, cfg.model, split.item_ids, user_ids, titles,
-                    extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"]})
+                    extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
+                           "major": info.get("major", "users")})
         if family.task == "topk":
             score = model if family.trainable else model.score
             export.save_serving(lambda sp: score(sp), split.item_ids, export_dir,
@@ -406,6 +419,10 @@ def run(cfg: RunConfig) -> dict:
     t0 = time.perf_counter()
     split, info = prepare(cfg.data, family.task, cfg.seed, verbose=dist.is_chief and cfg.train.verbose)
     titles = _titles(cfg.data)
+    if family.task == "rating" and cfg.model_params.get("major") == "items":
+        # Item-based autoencoder: rows are items; ids and titles follow the transpose.
+        split = split.transpose()
+        info["major"] = "items"
     results: dict[str, Any] = {"config": _config_dict(cfg), "data": info, "precision": policy,
                                "workers": dist.size, "modes": modes}
     model = None

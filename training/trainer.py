@@ -42,6 +42,7 @@ class TrainConfig:
       verbose: print progress and epoch lines (chief only).
       record_steps: keep every step's logs in the history (for per-batch plots).
       max_steps_per_epoch: cut epochs short (benchmarks and tests only).
+      log_dir: TensorBoard folder (None: ``<export_dir>/logs``).
     """
 
     epochs: int = 200
@@ -55,6 +56,7 @@ class TrainConfig:
     verbose: bool = True
     record_steps: bool = False
     max_steps_per_epoch: Optional[int] = None
+    log_dir: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -215,7 +217,7 @@ class Trainer:
         if start and chief and cfg.verbose:
             print(f"resuming from epoch {start} ({self._manager.latest_checkpoint}); --fresh starts over", flush=True)
         if chief:
-            self._writer = tf.summary.create_file_writer(str(self.export_dir / "logs"))
+            self._writer = tf.summary.create_file_writer(cfg.log_dir or str(self.export_dir / "logs"))
         stale = 0
         run_start = time.perf_counter()
         for epoch in range(start, cfg.epochs):
