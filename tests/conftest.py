@@ -1,0 +1,38 @@
+"""Shared test fixtures: the real-data mirror and the tiny raw-format fixtures."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+RAW = Path(__file__).resolve().parent / "fixtures" / "raw"
+_FALLBACK_MIRROR = Path("/work/shared/data")
+
+
+def mirror_path():
+    """The real-data mirror: ``$TFCF_DATA_MIRROR`` (relative to the repo) else /work/shared/data, or None."""
+    value = os.environ.get("TFCF_DATA_MIRROR")
+    if value:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else REPO / path
+    else:
+        path = _FALLBACK_MIRROR
+    return path.resolve() if path.is_dir() else None
+
+
+@pytest.fixture
+def mirror():
+    """Path of the folder holding ml-100k/, ml-latest-small/, hetrec2011-lastfm-2k/; skips if absent."""
+    path = mirror_path()
+    if path is None:
+        pytest.skip("no real-data mirror (set TFCF_DATA_MIRROR)")
+    return path
+
+
+@pytest.fixture
+def raw():
+    """Path of tests/fixtures/raw: tiny files in each dataset's exact raw format, laid out as a mirror."""
+    return RAW
