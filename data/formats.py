@@ -234,19 +234,22 @@ def _finalize(user: np.ndarray, item: np.ndarray, rating: np.ndarray, timestamp:
     rating = np.asarray(rating, dtype=np.float32)
     timestamp = np.asarray(timestamp, dtype=np.int64)
     key = user_code * np.int64(len(item_ids)) + item_code
-    # lexsort is stable: within a key, rows sort by time, then by file order.
-    order = np.lexsort((timestamp, key))
-    sorted_key = key[order]
-    last = np.empty(n, dtype=bool)
-    last[:-1] = sorted_key[1:] != sorted_key[:-1]
-    last[-1:] = True
-    dropped = n - int(last.sum())
-    if dropped:
-        keep = np.sort(order[last])
+    sorted_key = np.sort(key)
+    repeated = np.unique(sorted_key[1:][sorted_key[1:] == sorted_key[:-1]])
+    del sorted_key
+    if repeated.size:
+        # Only rows of repeated pairs need the (slower) sort by pair then time;
+        # lexsort is stable, so equal times keep file order and the last row wins.
+        rows = np.flatnonzero(np.isin(key, repeated))
+        order = rows[np.lexsort((timestamp[rows], key[rows]))]
+        group = key[order]
+        superseded = order[:-1][group[1:] == group[:-1]]
+        keep = np.ones(n, dtype=bool)
+        keep[superseded] = False
         user_code, item_code = user_code[keep], item_code[keep]
         rating, timestamp = rating[keep], timestamp[keep]
         logger.warning("%s: dropped %d duplicate (user, item) rows, keeping the latest by timestamp",
-                       name, dropped)
+                       name, len(superseded))
     return Interactions(user=user_code, item=item_code, rating=rating, timestamp=timestamp,
                         user_ids=user_ids, item_ids=item_ids, name=name)
 
@@ -344,7 +347,7 @@ def parse_lastfm360k(folder: Path) -> Interactions:
 
 # ----------------------------------------------------------------------------- Netflix
 
-_NETFLIX_MOVIE = re.compile(rb"\s*\d+:[ \t]*\r?$")
+_NETFLIX_MOVIE = re.compile(rb"\d+:\r?$")
 
 
 def netflix_files(folder: Path) -> list[Path]:
@@ -379,8 +382,10 @@ def _line_blocks(paths: Sequence[Path], chunk_bytes: int) -> Iterator[tuple[byte
                 eof = not data
                 data = tail + data
                 cut = len(data) if eof else data.rfind(b"\n") + 1
-                if cut and not checked:
-                    first = data[:cut].lstrip(b"\r\n").split(b"\n", 1)[0]
+                head = data[:cut].lstrip(b"\r\n") if not checked else b""
+                if head:
+                    # A file's lines before its first movie would silently join the previous movie.
+                    first = head.split(b"\n", 1)[0]
                     if not _NETFLIX_MOVIE.match(first):
                         raise _bad_line(path, 1, "a Netflix file must start with a line 'MovieID:'",
                                         first.decode("utf-8", "replace"))
@@ -389,14 +394,14 @@ def _line_blocks(paths: Sequence[Path], chunk_bytes: int) -> Iterator[tuple[byte
                     block = data[:cut]
                     if eof and not block.endswith(b"\n"):
                         block += b"\n"
+                    if pending and size + len(block) > chunk_bytes:
+                        yield b"".join(pending), sources
+                        pending, sources, size = [], [], 0
                     pending.append(block)
                     size += len(block)
                     if not sources or sources[-1] != path:
                         sources.append(path)
                 tail = data[cut:]
-                if size >= chunk_bytes:
-                    yield b"".join(pending), sources
-                    pending, sources, size = [], [], 0
                 if eof:
                     break
     if pending:
@@ -406,7 +411,7 @@ def _line_blocks(paths: Sequence[Path], chunk_bytes: int) -> Iterator[tuple[byte
 def _netflix_line_problem(line: str) -> Optional[str]:
     fields = line.split(",")
     if len(fields) == 1:
-        if fields[0].endswith(":") and fields[0][:-1].strip().isdigit():
+        if re.fullmatch(r"\d+:", line):
             return None
         return "expected 'MovieID:' or 'CustomerID,Rating,YYYY-MM-DD'"
     if len(fields) != 3:
@@ -442,46 +447,58 @@ def _dates_to_unix(dates: pd.Series) -> np.ndarray:
     Only the few distinct dates are parsed (about 2,200 in the whole Netflix set).
     """
     codes, uniques = pd.factorize(dates)
-    days = pd.to_datetime(pd.Series(uniques, dtype=object).str.strip(), format="%Y-%m-%d")
+    days = pd.to_datetime(pd.Series(uniques, dtype=object), format="%Y-%m-%d")
     seconds = days.to_numpy().astype("datetime64[s]").astype(np.int64)
     return seconds[codes]
 
 
 def _parse_netflix_block(block: bytes, movie: Optional[int]) -> Optional[tuple[np.ndarray, ...]]:
-    """Parses one block of lines; returns (movie, customer, rating, time, last movie) or None if bad."""
+    """Parses one block of whole lines vectorized.
+
+    Args:
+      block: whole lines of the Netflix layout.
+      movie: the movie of the previous block's last line (None at the start).
+
+    Returns:
+      (item [m], customer [m], rating [m], unix time [m], last movie) for the
+      m rating lines, or None if anything is malformed (then the slow pass
+      finds the line).
+    """
+    # "123:" becomes "123,," so every line parses as three fields with an
+    # integer first column; a colon anywhere else is left to fail the parse.
+    movies_expected = block.count(b":")
+    block = block.replace(b":\n", b",,\n").replace(b":\r\n", b",,\r\n")
     try:
         frame = pd.read_csv(io.BytesIO(block), sep=",", header=None, names=["a", "r", "d"],
-                            dtype={"a": str, "r": "float32", "d": str}, quoting=csv.QUOTE_NONE,
+                            dtype={"a": "int64", "r": "float32", "d": str}, quoting=csv.QUOTE_NONE,
                             na_values=[""], keep_default_na=False, engine="c")
     except (ValueError, pd.errors.ParserError):
         return None
-    first = frame["a"].str.strip()
-    is_movie = first.str.endswith(":", na=False).to_numpy(dtype=bool)
-    rows = ~is_movie
     ratings = frame["r"].to_numpy()
-    if (frame["r"][is_movie].notna().any() or frame["d"][is_movie].notna().any()
-            or frame["d"][rows].isna().any()):
+    dates = frame["d"]
+    is_movie = np.isnan(ratings) & dates.isna().to_numpy()
+    rows = ~is_movie
+    # A rating line with empty fields would pass for a movie line: the count of colons tells.
+    if int(is_movie.sum()) != movies_expected or dates[rows].isna().any():
         return None
     rating = ratings[rows]
     low, high = NETFLIX_RANGE
     if not np.all((rating >= low) & (rating <= high) & (rating == np.floor(rating))):
         return None
+    first = frame["a"].to_numpy()
     try:
-        movie_ids = first[is_movie].str[:-1].astype(np.int64).to_numpy()
-        customer = first[rows].astype(np.int64).to_numpy()
-        timestamp = _dates_to_unix(frame["d"][rows])
+        timestamp = _dates_to_unix(dates[rows])
     except (ValueError, TypeError):
         return None
-    # Each rating row belongs to the nearest movie line above it, maybe in an earlier block.
+    # Each rating line belongs to the nearest movie line above it, maybe in an earlier block.
     positions = np.where(is_movie, np.arange(len(frame)), -1)
     owner = np.maximum.accumulate(positions)[rows]
-    movie_of_position = np.zeros(len(frame), dtype=np.int64)
-    movie_of_position[is_movie] = movie_ids
     if len(owner) and owner[0] < 0 and movie is None:
         return None
-    item = np.where(owner >= 0, movie_of_position[np.maximum(owner, 0)], -1 if movie is None else movie)
+    item = np.where(owner >= 0, first[np.maximum(owner, 0)], -1 if movie is None else movie)
+    movie_ids = first[is_movie]
     last_movie = int(movie_ids[-1]) if len(movie_ids) else movie
-    return item, customer, rating, timestamp, last_movie
+    return item, first[rows], rating, timestamp, last_movie
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
