@@ -12,6 +12,7 @@ from typing import Optional
 from data.errors import DatasetError
 
 _GROUPLENS = "https://files.grouplens.org/datasets"
+_NCF_DATA = "https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/master/Data/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,71 +54,40 @@ class DatasetSpec:
     flat: bool = False
 
 
+def _movielens(name: str, folder: str, files: tuple[str, ...], parser: str, checksums: dict[str, str],
+               description: str) -> DatasetSpec:
+    """A MovieLens release: a GroupLens zip unpacking to ``folder``; ratings >= 4 are positives."""
+    return DatasetSpec(name=name, url=f"{_GROUPLENS}/movielens/{name}.zip", folder=folder, checksums=checksums,
+                       explicit=True, threshold=4.0, description=description, files=files, parser=parser)
+
+
+def _implicit(name: str, url: str, folder: str, files: tuple[str, ...], parser: str, checksums: dict[str, str],
+              description: str, **kwargs) -> DatasetSpec:
+    """Implicit feedback (plays, pins): every row is a positive, no threshold."""
+    return DatasetSpec(name=name, url=url, folder=folder, checksums=checksums, explicit=False, threshold=None,
+                       description=description, files=files, parser=parser, **kwargs)
+
+
+# "No trusted md5" specs have empty checksums: nothing is verified rather than a guessed value.
 _SPECS = (
-    DatasetSpec(
-        name="ml-100k",
-        url=f"{_GROUPLENS}/movielens/ml-100k.zip",
-        folder="ml-100k",
-        checksums={
-            "u.data": "6e47046882bad158b0efbb84cd5cb987",
-            "u.item": "c9e7f390115d79079537301d5204f3f7",
-            "u.user": "1b53539edc13caad0282c8500608a319",
-        },
-        explicit=True,
-        threshold=4.0,
-        description="MovieLens 100K: 100,000 ratings 1-5 of 1,682 movies by 943 users (1997-98)",
-        files=("u.data", "u.item"),
-        parser="parse_ml100k",
-    ),
-    DatasetSpec(
-        name="ml-1m",
-        url=f"{_GROUPLENS}/movielens/ml-1m.zip",
-        folder="ml-1m",
-        checksums={"ratings.dat": "a89aa3591bc97d6d4e0c89459ff39362"},
-        explicit=True,
-        threshold=4.0,
-        description="MovieLens 1M: 1,000,209 ratings 1-5 of 3,706 movies by 6,040 users (2000-03)",
-        files=("ratings.dat", "movies.dat"),
-        parser="parse_ml_dat",
-    ),
-    DatasetSpec(
-        name="ml-10m",
-        url=f"{_GROUPLENS}/movielens/ml-10m.zip",
-        folder="ml-10M100K",
-        checksums={},  # No trusted md5 known to us: not verified.
-        explicit=True,
-        threshold=4.0,
-        description="MovieLens 10M: 10,000,054 half-star ratings of 10,677 movies by 69,878 users (unverified)",
-        files=("ratings.dat", "movies.dat"),
-        parser="parse_ml_dat",
-    ),
-    DatasetSpec(
-        name="ml-20m",
-        url=f"{_GROUPLENS}/movielens/ml-20m.zip",
-        folder="ml-20m",
-        checksums={},  # No trusted md5 known to us: not verified.
-        explicit=True,
-        threshold=4.0,
-        description="MovieLens 20M: 20,000,263 half-star ratings of 26,744 movies by 138,493 users (unverified)",
-        files=("ratings.csv", "movies.csv"),
-        parser="parse_ml_csv",
-    ),
-    DatasetSpec(
-        name="ml-latest-small",
-        url=f"{_GROUPLENS}/movielens/ml-latest-small.zip",
-        folder="ml-latest-small",
-        checksums={
-            "ratings.csv": "325a6f09399d1c45671f187505e1a100",
-            "movies.csv": "ed94fab72b62442ef8150d9446e000d6",
-            "links.csv": "316913f95cdad64c745ca22f3630e230",
-            "tags.csv": "1b2d21a7be1cc23d327b11155a4a6aea",
-        },
-        explicit=True,
-        threshold=4.0,
-        description="MovieLens latest-small (2018): 100,836 half-star ratings of 9,724 movies by 610 users",
-        files=("ratings.csv", "movies.csv"),
-        parser="parse_ml_csv",
-    ),
+    _movielens("ml-100k", "ml-100k", ("u.data", "u.item"), "parse_ml100k", {
+        "u.data": "6e47046882bad158b0efbb84cd5cb987",
+        "u.item": "c9e7f390115d79079537301d5204f3f7",
+        "u.user": "1b53539edc13caad0282c8500608a319",
+    }, "MovieLens 100K: 100,000 ratings 1-5 of 1,682 movies by 943 users (1997-98)"),
+    _movielens("ml-1m", "ml-1m", ("ratings.dat", "movies.dat"), "parse_ml_dat",
+               {"ratings.dat": "a89aa3591bc97d6d4e0c89459ff39362"},
+               "MovieLens 1M: 1,000,209 ratings 1-5 of 3,706 movies by 6,040 users (2000-03)"),
+    _movielens("ml-10m", "ml-10M100K", ("ratings.dat", "movies.dat"), "parse_ml_dat", {},
+               "MovieLens 10M: 10,000,054 half-star ratings of 10,677 movies by 69,878 users (unverified)"),
+    _movielens("ml-20m", "ml-20m", ("ratings.csv", "movies.csv"), "parse_ml_csv", {},
+               "MovieLens 20M: 20,000,263 half-star ratings of 26,744 movies by 138,493 users (unverified)"),
+    _movielens("ml-latest-small", "ml-latest-small", ("ratings.csv", "movies.csv"), "parse_ml_csv", {
+        "ratings.csv": "325a6f09399d1c45671f187505e1a100",
+        "movies.csv": "ed94fab72b62442ef8150d9446e000d6",
+        "links.csv": "316913f95cdad64c745ca22f3630e230",
+        "tags.csv": "1b2d21a7be1cc23d327b11155a4a6aea",
+    }, "MovieLens latest-small (2018): 100,836 half-star ratings of 9,724 movies by 610 users"),
     DatasetSpec(
         name="netflix",
         url=None,
@@ -129,48 +99,20 @@ _SPECS = (
         parser="parse_netflix",
         archive="none",
     ),
-    DatasetSpec(
-        name="lastfm-360k",
-        url="http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
-        folder="lastfm-dataset-360K",
-        checksums={},  # No trusted md5 known to us: not verified.
-        explicit=False,
-        threshold=None,
-        description="Last.fm 360K: ~17.5M (user, artist, plays) rows of ~360K users (unverified)",
-        files=("usersha1-artmbid-artname-plays.tsv",),
-        parser="parse_lastfm360k",
-        archive="tar.gz",
-    ),
-    DatasetSpec(
-        name="lastfm-2k",
-        url=f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip",
-        folder="hetrec2011-lastfm-2k",
-        checksums={
-            "user_artists.dat": "85f04141f44f8ff69953bdbd62728bf5",
-            "artists.dat": "83efeb9e14f896d408ddab658052ff52",
-            "tags.dat": "42c3c2e41013d8f8ae7d275029698abe",
-            "user_friends.dat": "0a903667d9ce6d0efd30a422f292c891",
-            "user_taggedartists.dat": "4e05d78541bbb0ee9b1672edf6c07e60",
-        },
-        explicit=False,
-        threshold=None,
-        description="HetRec 2011 Last.fm 2K: 92,834 (user, artist, plays) rows, 1,892 users, 17,632 artists",
-        files=("user_artists.dat", "artists.dat"),
-        parser="parse_lastfm2k",
-        flat=True,
-    ),
-    DatasetSpec(
-        name="pinterest-20",
-        url="https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/master/Data/",
-        folder="pinterest-20",
-        checksums={},  # No trusted md5 known to us: not verified.
-        explicit=False,
-        threshold=None,
-        description="Pinterest-20 of the NCF paper (He et al. 2017): pins of 55,187 users on 9,916 images (unverified)",
-        files=("pinterest-20.train.rating", "pinterest-20.test.rating"),
-        parser="parse_pinterest",
-        archive="files",
-    ),
+    _implicit("lastfm-360k", "http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
+              "lastfm-dataset-360K", ("usersha1-artmbid-artname-plays.tsv",), "parse_lastfm360k", {},
+              "Last.fm 360K: ~17.5M (user, artist, plays) rows of ~360K users (unverified)", archive="tar.gz"),
+    _implicit("lastfm-2k", f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip", "hetrec2011-lastfm-2k",
+              ("user_artists.dat", "artists.dat"), "parse_lastfm2k", {
+                  "user_artists.dat": "85f04141f44f8ff69953bdbd62728bf5",
+                  "artists.dat": "83efeb9e14f896d408ddab658052ff52",
+                  "tags.dat": "42c3c2e41013d8f8ae7d275029698abe",
+                  "user_friends.dat": "0a903667d9ce6d0efd30a422f292c891",
+                  "user_taggedartists.dat": "4e05d78541bbb0ee9b1672edf6c07e60",
+              }, "HetRec 2011 Last.fm 2K: 92,834 (user, artist, plays) rows, 1,892 users, 17,632 artists", flat=True),
+    _implicit("pinterest-20", _NCF_DATA, "pinterest-20", ("pinterest-20.train.rating", "pinterest-20.test.rating"), "parse_pinterest", {},
+              "Pinterest-20 of the NCF paper (He et al. 2017): pins of 55,187 users on 9,916 images (unverified)",
+              archive="files"),
 )
 
 _BY_NAME = {spec.name: spec for spec in _SPECS}
