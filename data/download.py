@@ -14,6 +14,7 @@ loads do not re-hash big files.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -69,7 +70,7 @@ def locate(name: str, data_dir: Optional[PathLike] = None, mirror: Optional[Path
     """
     spec = get_spec(name)
     cache = data_dir_path(data_dir)
-    if mirror is None:
+    if not mirror:
         mirror = os.environ.get(ENV_MIRROR) or None
     if spec.archive == "none":
         return _locate_user_supplied(spec, Path(mirror).expanduser() if mirror else cache)
@@ -214,7 +215,9 @@ def _fetch(url: str, dest: Path, label: str) -> None:
                     sys.stderr.write(f"\rdownloading {label}: {done / 1e6:.1f} MB{of}")
                     sys.stderr.flush()
             sys.stderr.write(f"\rdownloading {label}: {done / 1e6:.1f} MB, done\n")
-    except (urllib.error.URLError, OSError, ValueError) as err:
+            if total and done != total:
+                raise OSError(f"the connection closed after {done} of {total} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
         raise DatasetError(f"could not download {url} ({' '.join(str(reason).split())}); download and unpack it "
                            f"elsewhere and set {ENV_MIRROR} to the folder holding it") from None

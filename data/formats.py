@@ -131,6 +131,43 @@ def _find_bad_line(path: Path, fmt: _Format) -> Optional[DatasetError]:
     return None
 
 
+def _fast_read(path: Path, fmt: _Format) -> Optional[list[np.ndarray]]:
+    """The pandas fast path of :func:`_read_table`; None when anything is off."""
+    # The C parser only splits on one character: '::' becomes ':' with an empty
+    # "gap" field between real ones, which must stay empty.
+    step = len(fmt.sep)
+    gaps = ("gap",) * (step - 1)
+    kinds = [fmt.kinds[0]] + [k for kind in fmt.kinds[1:] for k in (*gaps, kind)]
+    dtype = {i: ("float32" if kind == "gap" else _PANDAS_DTYPE[kind]) for i, kind in enumerate(kinds)}
+    try:
+        frame = pd.read_csv(
+            path, sep=fmt.sep[0], header=None, skiprows=1 if fmt.header is not None else 0,
+            dtype=dtype, quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
+            encoding=fmt.encoding, engine="c")
+    except (ValueError, pd.errors.ParserError):
+        # pandas names the problem but not reliably the file line: the slow pass does.
+        return None
+    if frame.shape[1] != len(kinds) or not len(frame):
+        return None
+    fields = [frame[i * step] for i in range(len(fmt.kinds))]
+    rating = fields[fmt.rating].to_numpy()
+    low, high = fmt.rating_range
+    if not np.all((rating >= low) & (rating <= high)):
+        return None
+    # Only '' is a missing value here, so NaN marks an empty field.
+    if any(frame[i].notna().any() for i, kind in enumerate(kinds) if kind == "gap"):
+        return None
+    if any(field.isna().any() for field, kind in zip(fields, fmt.kinds) if kind == "str"):
+        return None
+    if fmt.either and not np.logical_or.reduce([fields[i].notna().to_numpy() for i in fmt.either]).all():
+        return None
+    if fmt.header is not None:
+        with open(path, encoding=fmt.encoding, errors="replace", newline=None) as f:
+            if f.readline().rstrip("\n") != fmt.header:
+                return None
+    return [field.to_numpy() for field in fields]
+
+
 def _read_table(path: Path, fmt: _Format) -> list[np.ndarray]:
     """Reads all fields of a delimited ratings file, validated.
 
@@ -139,57 +176,17 @@ def _read_table(path: Path, fmt: _Format) -> list[np.ndarray]:
       fmt: its layout.
 
     Returns:
-      One array per field of ``fmt.kinds``: int64, float32 or object strings.
+      One [n] array per field of ``fmt.kinds``: int64, float32 or object strings
+      (NaN where an optional string field is empty).
 
     Raises:
       DatasetError: the file is missing, empty or has a bad line (file:line).
     """
     if not path.is_file():
         raise DatasetError(f"missing file {path}; re-download the dataset or fix the mirror folder")
-    # The C parser only splits on one character: '::' becomes ':' with an empty
-    # field between real ones, which must stay empty.
-    multi = len(fmt.sep) > 1
-    kinds = []
-    for kind in fmt.kinds:
-        kinds.append(kind)
-        if multi:
-            kinds.append("gap")
-    if multi:
-        kinds.pop()
-    dtype = {i: ("float32" if kind == "gap" else _PANDAS_DTYPE[kind]) for i, kind in enumerate(kinds)}
-    try:
-        frame = pd.read_csv(
-            path, sep=fmt.sep[0], header=None, skiprows=1 if fmt.header is not None else 0,
-            dtype=dtype, quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
-            encoding=fmt.encoding, engine="c")
-        ok = frame.shape[1] == len(kinds)
-    except pd.errors.EmptyDataError:
-        frame, ok = None, False
-    except (ValueError, pd.errors.ParserError):
-        # Both name the problem but not reliably the file line: locate it below.
-        frame, ok = None, False
-    if ok:
-        columns = [frame[i].to_numpy() for i, kind in enumerate(kinds) if kind != "gap"]
-        gaps = [frame[i] for i, kind in enumerate(kinds) if kind == "gap"]
-        rating = columns[fmt.rating]
-        low, high = fmt.rating_range
-        # Empty fields were read as NaN (only '' is a missing value here).
-        required = [frame[i] for i, kind in enumerate(kinds) if kind == "str"]
-        ok = (bool(np.all((rating >= low) & (rating <= high)))
-              and all(gap.isna().all() for gap in gaps)
-              and not any(column.isna().any() for column in required))
-        if ok and fmt.either:
-            present = np.zeros(len(frame), dtype=bool)
-            for i in fmt.either:
-                present |= frame[i * (2 if multi else 1)].notna().to_numpy()
-            ok = bool(present.all())
-        if ok and fmt.header is not None:
-            with open(path, encoding=fmt.encoding, errors="replace", newline=None) as f:
-                ok = f.readline().rstrip("\n") == fmt.header
-        if ok and not len(rating):
-            ok = False
-        if ok:
-            return columns
+    columns = _fast_read(path, fmt)
+    if columns is not None:
+        return columns
     error = _find_bad_line(path, fmt)
     if error is not None:
         raise error

@@ -222,6 +222,20 @@ def test_network_failure_is_one_line(tmp_path, monkeypatch, url):
     assert [p.name for p in tmp_path.iterdir()] == []  # The staging folder was cleaned up.
 
 
+class ShortResponse(io.BytesIO):
+    """A response that promises 100 bytes and delivers 10, as a dropped connection does."""
+    headers = {"Content-Length": "100"}
+
+
+def test_truncated_download_is_refused(tmp_path, monkeypatch):
+    use_spec(monkeypatch, "ml-1m", url="https://example.invalid/ml-1m.zip")
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: ShortResponse(b"x" * 10))
+    with pytest.raises(DatasetError) as info:
+        download.locate("ml-1m", data_dir=tmp_path)
+    assert "(the connection closed after 10 of 100 bytes)" in one_line(info)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_archive_without_the_expected_folder(tmp_path, monkeypatch):
     archive = make_zip(tmp_path / "a.zip", {"u.data": b"1\t2\t3\t4\n"}, prefix="other/")
     use_spec(monkeypatch, "ml-100k", url=archive.as_uri())
