@@ -68,7 +68,7 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     folder = Path(export_dir) / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "evaluate_step") and hasattr(model, "get_config"):
-        tf.train.Checkpoint(model=model).write(str(folder / "weights"))
+        tf.train.Checkpoint(model=model.state()).write(str(folder / "weights"))
         config = model.get_config()
     else:
         model.save(folder / "baseline.npz")
@@ -111,7 +111,7 @@ def load(export_dir: str | Path, families: dict) -> tuple[Any, dict, dict, dict]
 def restore_weights(model, folder: Path) -> None:
     """Restores weights written by :func:`save` into a freshly built model."""
     model.ensure_built()
-    tf.train.Checkpoint(model=model).read(str(Path(folder) / "weights")).expect_partial()
+    tf.train.Checkpoint(model=model.state()).read(str(Path(folder) / "weights")).assert_existing_objects_matched()
 
 
 class TopKServer(tf.Module):

@@ -104,6 +104,16 @@ class Model(keras.Model):
             self.compute_loss(self.dummy_batch(), training=False)
             self.built = True
 
+    def state(self) -> dict[str, tf.Variable]:
+        """Every variable of the model keyed by its position, for checkpoints.
+
+        Includes non-trainable variables (counters) and random-generator
+        states. Keyed explicitly because Keras 3 layers kept in Python lists
+        are not children in TensorFlow's object graph, and by position (not
+        path) because auto-generated layer names differ between instances.
+        """
+        return {f"{i:03d}_{v.name}": v for i, v in enumerate(self.variables)}
+
     def get_config(self) -> dict:
         return dataclasses.asdict(self.config)
 

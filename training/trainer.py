@@ -133,10 +133,12 @@ class Trainer:
         model.ensure_built()
         self.optimizer.build(model.trainable_variables)
         self.export_dir = Path(config.export_dir)
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer, epoch=self.epoch,
+        # model.state() includes random-generator states (dropout and sampling
+        # noise), so a resumed run continues exactly where it stopped.
+        self._checkpoint = tf.train.Checkpoint(model=model.state(), optimizer=self.optimizer, epoch=self.epoch,
                                                updates=self.updater.updates, best_value=self.best_value,
                                                best_epoch=self.best_epoch)
-        self._best = tf.train.Checkpoint(model=model)
+        self._best = tf.train.Checkpoint(model=model.state())
         self._manager: Optional[tf.train.CheckpointManager] = None
         self._writer = None
         self._train_fn = tf.function(self._train_step, jit_compile=config.xla or None, reduce_retracing=True)

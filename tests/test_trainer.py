@@ -1,0 +1,152 @@
+"""The training engine: resume with nothing lost, best checkpoint, NaN guard, precision, early stop."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+
+from data.errors import TrainingError
+from training import precision
+from training.model import Updater
+from training.trainer import TrainConfig, Trainer
+from vae.config import VAEConfig
+from vae.model import MultVAE
+
+N_USERS, N_ITEMS, BATCH = 120, 30, 40
+
+
+def _tensor(m: sp.csr_matrix) -> tf.SparseTensor:
+    m = m.tocoo()
+    return tf.SparseTensor(np.stack([m.row, m.col], 1).astype(np.int64), m.data.astype(np.float32), m.shape)
+
+
+@pytest.fixture(scope="module")
+def clicks() -> sp.csr_matrix:
+    x = sp.random(N_USERS, N_ITEMS, density=0.25, format="csr", random_state=0, dtype=np.float32)
+    x.data[:] = 1.0
+    return x
+
+
+def _data(x, poison_epoch=None):
+    """Per-epoch batches in the order the pipeline uses: a permutation from (seed, epoch)."""
+
+    def train(epoch):
+        order = np.random.default_rng([0, epoch]).permutation(N_USERS)
+        for i in range(0, N_USERS, BATCH):
+            rows = x[order[i:i + BATCH]].copy()
+            if epoch == poison_epoch and i == BATCH:
+                rows.data[:] = np.nan
+            yield {"input": _tensor(rows)}
+
+    def validation():
+        return [{"input": _tensor(x[:60]), "target": _tensor(x[60:])}]
+
+    return train, validation
+
+
+def _trainer(tmp_path, epochs, policy="float32", lr=1e-2, **kwargs):
+    with precision.policy_scope(policy):
+        model = MultVAE(VAEConfig(n_items=N_ITEMS, hidden=(12,), latent=4, total_anneal_steps=5, seed=3))
+        model.ensure_built()
+    config = TrainConfig(epochs=epochs, validation_step=1, export_dir=str(tmp_path), verbose=False, **kwargs)
+    return Trainer(model, keras.optimizers.Adam(lr), config, policy=policy)
+
+
+def _weights(trainer):
+    return [w.numpy() for w in trainer.model.weights]
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, clicks):
+    train, val = _data(clicks)
+    straight = _trainer(tmp_path / "a", 4)
+    straight.fit(train, 3, N_USERS, val)
+    first = _trainer(tmp_path / "b", 2)
+    first.fit(train, 3, N_USERS, val)
+    resumed = _trainer(tmp_path / "b", 4)  # a fresh process would rebuild everything like this
+    history = resumed.fit(train, 3, N_USERS, val)
+    assert history.resumed_from_epoch == 2 and [e["epoch"] for e in history.epochs] == [3, 4]
+    # Same weights, optimizer state, noise generator and data order: nothing lost.
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert int(resumed.updater.updates.numpy()) == 4 * 3
+
+
+def test_interrupted_epoch_resumes_from_last_checkpoint(tmp_path, clicks):
+    train, val = _data(clicks)
+
+    def killed(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # a kill in the middle of epoch 3
+        return train(epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path, 4).fit(killed, 3, N_USERS, val)
+    resumed = _trainer(tmp_path, 4)
+    assert resumed.fit(train, 3, N_USERS, val).resumed_from_epoch == 2
+    straight = _trainer(tmp_path / "s", 4)
+    straight.fit(train, 3, N_USERS, val)
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fresh_starts_over(tmp_path, clicks):
+    train, val = _data(clicks)
+    _trainer(tmp_path, 2).fit(train, 3, N_USERS, val)
+    history = _trainer(tmp_path, 2, fresh=True).fit(train, 3, N_USERS, val)
+    assert history.resumed_from_epoch == 0 and len(history.epochs) == 2
+
+
+def test_best_checkpoint_holds_best_validation_weights(tmp_path, clicks):
+    train, val = _data(clicks)
+    trainer = _trainer(tmp_path, 6, lr=5e-2)
+    history = trainer.fit(train, 3, N_USERS, val)
+    scores = [e["validation"]["ndcg@100"] for e in history.epochs]
+    assert history.best["epoch"] == int(np.argmax(scores)) + 1
+    assert history.best["ndcg@100"] == pytest.approx(max(scores), rel=1e-6)
+    assert trainer.restore_best()
+    assert trainer.evaluate(val()[0:1])["ndcg@100"] == pytest.approx(max(scores), rel=1e-5)
+
+
+def test_nan_guard_stops_at_first_non_finite_loss_and_keeps_last_good_checkpoint(tmp_path, clicks):
+    train, val = _data(clicks, poison_epoch=2)
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 3, step 2.*ckpt-2.*lower the learning rate"):
+        _trainer(tmp_path, 5).fit(train, 3, N_USERS, val)
+    good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert good.endswith("ckpt-2")
+
+
+def test_mixed_bfloat16_training_runs_with_float32_outputs(tmp_path, clicks):
+    train, val = _data(clicks)
+    trainer = _trainer(tmp_path, 2, policy=precision.MIXED_BFLOAT16)
+    history = trainer.fit(train, 3, N_USERS, val)
+    assert np.isfinite(history.epochs[-1]["loss"])
+    assert trainer.model(_tensor(clicks[:2])).dtype == tf.float32
+
+
+def test_float16_policy_wraps_optimizer_with_loss_scaling(tmp_path, clicks):
+    trainer = _trainer(tmp_path, 1, policy=precision.MIXED_FLOAT16)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert precision.policy_name(True, gpu=True) == "mixed_float16"
+    assert precision.policy_name(True, gpu=False) == "mixed_bfloat16"
+    assert precision.policy_name(False, gpu=True) == "float32"
+
+
+def test_loss_falls_and_updater_counts_updates(tmp_path, clicks):
+    train, val = _data(clicks)
+    trainer = _trainer(tmp_path, 5)
+    history = trainer.fit(train, 3, N_USERS, val)
+    assert history.epochs[-1]["neg_ll"] < history.epochs[0]["neg_ll"]
+    assert int(trainer.updater.updates.numpy()) == 15
+
+
+def test_patience_stops_early(tmp_path, clicks):
+    train, val = _data(clicks)
+    history = _trainer(tmp_path, 50, lr=0.0, patience=2).fit(train, 3, N_USERS, val)  # lr 0: never improves
+    assert history.stopped_early and len(history.epochs) == 3
+
+
+def test_tensorboard_summaries_written(tmp_path, clicks):
+    train, val = _data(clicks)
+    _trainer(tmp_path, 1).fit(train, 3, N_USERS, val)
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
