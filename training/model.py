@@ -12,7 +12,7 @@ needs more than one update per batch (DeepRec's dense re-feeding) or a counter
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 import keras
 import tensorflow as tf
@@ -91,6 +91,19 @@ class Model(keras.Model):
     def dummy_batch(self) -> dict[str, Any]:
         """A tiny batch of the model's input kind, used to build its weights."""
         raise NotImplementedError
+
+    def predict_rows(self, inputs: tf.SparseTensor, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Scores (top-k models) or predicted ratings (rating models) of every item.
+
+        Args:
+          inputs: SparseTensor [b, I], the rows' known items/ratings.
+          rows: int32 [b] row indices (users) in the training split, for models
+            that embed users (matrix factorization); None for new users.
+
+        Returns:
+          float32 [b, I].
+        """
+        return self(inputs, training=False)
 
     # --- what the engine calls -----------------------------------------------------
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:

@@ -27,11 +27,16 @@ def _columns(item_ids: np.ndarray, wanted: Sequence) -> np.ndarray:
     return np.array([lookup[str(w)] for w in wanted], np.int64)
 
 
-def score_rows(model, rows: tf.SparseTensor) -> tf.Tensor:
-    """Scores [b, I] of any exported model (Keras model or closed-form baseline)."""
-    if hasattr(model, "score"):
-        return tf.convert_to_tensor(model.score(rows))
-    return model(rows, training=False)
+def score_rows(model, inputs: tf.SparseTensor, rows=None) -> tf.Tensor:
+    """Scores [b, I] of any exported model (a trained model or a closed-form baseline).
+
+    Args:
+      inputs: SparseTensor [b, I] of the users' known items.
+      rows: int32 [b] training-row indices of the users, where known.
+    """
+    if hasattr(model, "predict_rows"):
+        return model.predict_rows(inputs, rows)
+    return tf.convert_to_tensor(model.score(inputs))
 
 
 def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict]:
