@@ -288,7 +288,7 @@ def predict_pairs(model: DeepRec, split_part: sp.csr_matrix, rows_csr: sp.csr_ma
         raise ConfigError(f"predict_pairs: the pairs' matrix has shape {part.shape} but the input rows "
                           f"{inputs.shape}; pass parts of the same split")
     out = np.empty(part.nnz, np.float32)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = tf.function(model.predict_rows, reduce_retracing=True)
     for lo in range(0, part.shape[0], batch_size):
         hi = min(lo + batch_size, part.shape[0])
         block = part[lo:hi]
