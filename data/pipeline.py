@@ -1,0 +1,244 @@
+"""tf.data pipelines over CSR matrices: sparse row batches, their XLA form, rating and BPR triples.
+
+The CSR arrays become constant tensors once per call; a dataset of row (or
+entry) ids is batched and a graph function gathers each batch's entries
+(``tf.ragged.range`` over the batch's row pointers, then ``tf.gather``), so no
+Python runs per batch.
+
+Order and sharding are plain NumPy, decided when the dataset is made:
+
+* The order of an epoch is ``np.random.default_rng([seed, epoch]).permutation(n)``
+  when shuffling (rows for row batches, non-zeros for triples): a resumed run
+  rebuilds epoch ``e`` exactly without saved RNG state.
+* Shard ``r`` of ``N`` takes the positions ``[r * k, (r + 1) * k)`` of that
+  order, ``k = n // N``: the last ``n % N`` (at most ``N - 1``) are dropped,
+  so every rank runs the same number of steps. With shuffling a different
+  few are dropped each epoch; for exact evaluation use one shard.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from data.errors import ConfigError
+from data.synthetic import sample_unobserved
+
+Matrices = Union[sp.spmatrix, sp.sparray, Sequence[Union[sp.spmatrix, sp.sparray]]]
+
+
+def _check_whole(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
+
+
+def _check(batch_size: int, seed: int, epoch: int, shard_index: int, num_shards: int) -> None:
+    _check_whole("batch_size", batch_size, 1)
+    _check_whole("seed", seed, 0)
+    _check_whole("epoch", epoch, 0)
+    _check_whole("num_shards", num_shards, 1)
+    _check_whole("shard_index", shard_index, 0)
+    if shard_index >= num_shards:
+        raise ConfigError(f"shard_index={shard_index} must be below num_shards={num_shards}")
+
+
+def _canonical(m) -> sp.csr_matrix:
+    """float32 CSR with sorted, summed indices (copied only if needed)."""
+    if not sp.issparse(m):
+        raise ConfigError(f"expected a scipy.sparse matrix, got {type(m).__name__}")
+    m = sp.csr_matrix(m, dtype=np.float32)
+    if not m.has_canonical_format:
+        m = m.copy()
+        m.sum_duplicates()
+    return m
+
+
+def _shard_order(n: int, shuffle: bool, seed: int, epoch: int, shard_index: int, num_shards: int,
+                 unit: str = "rows") -> np.ndarray:
+    """int64 [n // num_shards] the positions (of ``n`` ``unit``) this shard visits this epoch, in order."""
+    if 0 < n < num_shards:
+        raise ConfigError(f"{n} {unit} cannot be shared by {num_shards} shards: each needs at least one")
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+    per_shard = n // num_shards
+    return order[shard_index * per_shard:(shard_index + 1) * per_shard]
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, num_shards: int = 1, drop_remainder: bool = False) -> int:
+    """Batches one shard yields per epoch over ``n_rows`` rows (or triples).
+
+    Args:
+      n_rows: rows (row batches) or non-zeros (triples) in the matrix.
+      batch_size: rows per batch.
+      num_shards: workers sharing the epoch; each gets ``n_rows // num_shards``.
+      drop_remainder: whether the last partial batch is dropped.
+    """
+    _check(batch_size, 0, 0, 0, num_shards)
+    per_shard = n_rows // num_shards
+    return per_shard // batch_size if drop_remainder else -(-per_shard // batch_size)
+
+
+def _prepare(matrices: Matrices) -> tuple[tuple[sp.csr_matrix, ...], bool]:
+    """The canonical CSR matrices and whether a single one was given."""
+    single = sp.issparse(matrices)
+    ms = tuple(_canonical(m) for m in ((matrices,) if single else matrices))
+    if not ms:
+        raise ConfigError("row_batches needs at least one matrix")
+    if len({m.shape[0] for m in ms}) > 1:
+        raise ConfigError(f"matrices with {[m.shape[0] for m in ms]} rows cannot be batched together: "
+                          f"give matrices whose rows are the same users")
+    return ms, single
+
+
+def _row_dataset(matrices: Matrices, batch_size: int, shuffle: bool, seed: int, epoch: int, shard_index: int,
+                 num_shards: int, drop_remainder: bool, prefetch: bool, to_element) -> tf.data.Dataset:
+    """Batches of row ids mapped through ``to_element(row_ids, positions, rows_in_batch, csr tensors)``."""
+    _check(batch_size, seed, epoch, shard_index, num_shards)
+    ms, single = _prepare(matrices)
+    order = _shard_order(ms[0].shape[0], shuffle, seed, epoch, shard_index, num_shards)
+    tensors = [(tf.constant(m.indptr, tf.int64), tf.constant(m.indices, tf.int32),
+                tf.constant(m.data, tf.float32), m.shape[1]) for m in ms]
+
+    def batch(row_ids):
+        elements = []
+        for indptr, indices, data, n_cols in tensors:
+            starts = tf.gather(indptr, row_ids)
+            # Positions of the batch's entries, and the batch row of each: rows in
+            # batch order, columns ascending within a row (canonical CSR).
+            spans = tf.ragged.range(starts, tf.gather(indptr, row_ids + 1))
+            positions, batch_rows = spans.flat_values, spans.value_rowids()
+            elements.append(to_element(tf.shape(row_ids, out_type=tf.int64)[0], batch_rows,
+                                       tf.gather(indices, positions), tf.gather(data, positions), n_cols))
+        return elements[0] if single else tuple(elements)
+
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def row_batches(matrices: Matrices, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                shard_index: int = 0, num_shards: int = 1, drop_remainder: bool = False,
+                prefetch: bool = True) -> tf.data.Dataset:
+    """Batches of CSR rows as ``tf.SparseTensor``.
+
+    Args:
+      matrices: one CSR [n, I] or a tuple of CSRs with the same n rows (e.g.
+        fold-in input and targets); their rows stay aligned.
+      batch_size: rows per batch.
+      shuffle: visit rows in the epoch's permutation (see the module doc).
+      seed, epoch: decide the permutation.
+      shard_index, num_shards: this worker's disjoint equal share of the rows.
+      drop_remainder: drop the last partial batch.
+      prefetch: prefetch batches.
+
+    Returns:
+      A dataset of float32 SparseTensor [b, I] (a tuple of them for a tuple
+      input), indices in row-major order, row ``j`` being the ``j``-th row id
+      of the batch.
+    """
+    def to_sparse(b, batch_rows, cols, values, n_cols):
+        indices = tf.stack([batch_rows, tf.cast(cols, tf.int64)], axis=1)
+        return tf.SparseTensor(indices, values, tf.stack([b, tf.constant(n_cols, tf.int64)]))
+
+    return _row_dataset(matrices, batch_size, shuffle, seed, epoch, shard_index, num_shards, drop_remainder,
+                        prefetch, to_sparse)
+
+
+def _next_power_of_two(n: tf.Tensor) -> tf.Tensor:
+    """The smallest power of two >= max(n, 1), for int32 scalar ``n``."""
+    n = tf.maximum(n, 1) - 1
+    for shift in (1, 2, 4, 8, 16):
+        n = tf.bitwise.bitwise_or(n, tf.bitwise.right_shift(n, shift))
+    return n + 1
+
+
+def xla_row_batches(matrices: Matrices, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                    shard_index: int = 0, num_shards: int = 1, drop_remainder: bool = False,
+                    prefetch: bool = True) -> tf.data.Dataset:
+    """The batches of :func:`row_batches` in padded COO form for an XLA first layer.
+
+    A layer computes ``unsorted_segment_sum(values[:, None] * gather(W, cols),
+    rows, n_rows)``; padding entries (row 0, column 0, value 0) add nothing.
+    Padding the entry count ``P`` up to a power of two keeps the number of
+    shapes XLA compiles to a few.
+
+    Args:
+      Same as :func:`row_batches`.
+
+    Returns:
+      A dataset of dicts (a tuple of dicts for a tuple input):
+      ``rows`` int32 [P], ``cols`` int32 [P], ``values`` float32 [P],
+      ``n_rows`` int32 scalar (the batch's rows).
+    """
+    def to_coo(b, batch_rows, cols, values, n_cols):
+        nnz = tf.size(cols)
+        pad = [[0, _next_power_of_two(nnz) - nnz]]
+        return {"rows": tf.pad(tf.cast(batch_rows, tf.int32), pad), "cols": tf.pad(cols, pad),
+                "values": tf.pad(values, pad), "n_rows": tf.cast(b, tf.int32)}
+
+    return _row_dataset(matrices, batch_size, shuffle, seed, epoch, shard_index, num_shards, drop_remainder,
+                        prefetch, to_coo)
+
+
+def _entries(csr) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Canonical CSR and the int32 [nnz] row of each of its entries."""
+    m = _canonical(csr)
+    return m, np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
+
+
+def rating_triples(csr, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                   shard_index: int = 0, num_shards: int = 1) -> tf.data.Dataset:
+    """The non-zeros of a CSR matrix as (user, item, rating) batches.
+
+    Each epoch visits every non-zero once (this shard's share of them, see the
+    module doc), in CSR order or the epoch's permutation.
+
+    Args:
+      csr: [n_users, n_items] ratings.
+      batch_size: triples per batch (the last batch may be smaller).
+      shuffle, seed, epoch, shard_index, num_shards: as in :func:`row_batches`.
+
+    Returns:
+      A dataset of (user int32 [b], item int32 [b], rating float32 [b]).
+    """
+    _check(batch_size, seed, epoch, shard_index, num_shards)
+    m, users = _entries(csr)
+    order = _shard_order(m.nnz, shuffle, seed, epoch, shard_index, num_shards, "ratings")
+    columns = (tf.constant(users), tf.constant(m.indices, tf.int32), tf.constant(m.data, tf.float32))
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    ds = ds.map(lambda at: tuple(tf.gather(c, at) for c in columns), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def bpr_triples(csr, batch_size: int, *, seed: int = 0, epoch: int = 0, shard_index: int = 0,
+                num_shards: int = 1) -> tf.data.Dataset:
+    """Shuffled (user, positive item, negative item, rating) batches for BPR.
+
+    Positives are the non-zeros of ``csr`` in the epoch's permutation, sharded
+    as in :func:`rating_triples`. Each gets one negative drawn uniformly from
+    the items its user has no entry for, by
+    :func:`data.synthetic.sample_unobserved` with
+    ``np.random.default_rng([seed, epoch, num_shards, shard_index])``.
+
+    Args:
+      csr: [n_users, n_items] ratings or clicks (positives).
+      batch_size: triples per batch (the last batch may be smaller).
+      seed, epoch, shard_index, num_shards: as in :func:`row_batches`.
+
+    Returns:
+      A dataset of (user int32 [b], pos int32 [b], neg int32 [b], rating float32 [b]).
+
+    Raises:
+      DatasetError: a user of this shard has every item (no negative exists).
+    """
+    _check(batch_size, seed, epoch, shard_index, num_shards)
+    m, users = _entries(csr)
+    order = _shard_order(m.nnz, True, seed, epoch, shard_index, num_shards, "ratings")
+    rng = np.random.default_rng([seed, epoch, num_shards, shard_index])
+    negatives = sample_unobserved(users[order], m.indptr, m.indices, m.shape[1], rng)
+    ds = tf.data.Dataset.from_tensor_slices((users[order], m.indices[order].astype(np.int32),
+                                             negatives.astype(np.int32), m.data[order]))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
