@@ -25,22 +25,18 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from data.errors import ConfigError
+from data.protocols import check_whole_number
 from data.synthetic import sample_unobserved
 
 Matrices = Union[sp.spmatrix, sp.sparray, Sequence[Union[sp.spmatrix, sp.sparray]]]
 
 
-def _check_whole(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
-
-
 def _check(batch_size: int, seed: int, epoch: int, shard_index: int, num_shards: int) -> None:
-    _check_whole("batch_size", batch_size, 1)
-    _check_whole("seed", seed, 0)
-    _check_whole("epoch", epoch, 0)
-    _check_whole("num_shards", num_shards, 1)
-    _check_whole("shard_index", shard_index, 0)
+    check_whole_number("batch_size", batch_size, 1)
+    check_whole_number("seed", seed, 0)
+    check_whole_number("epoch", epoch, 0)
+    check_whole_number("num_shards", num_shards, 1)
+    check_whole_number("shard_index", shard_index, 0)
     if shard_index >= num_shards:
         raise ConfigError(f"shard_index={shard_index} must be below num_shards={num_shards}")
 

@@ -45,10 +45,15 @@ _DAY = 86400
 # Configs
 
 
+def is_real_number(value) -> bool:
+    """True for a finite int or float (numpy scalars too), False for bools and the rest."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _check_fraction(name: str, value: float, *, low_open: bool = False) -> None:
     """Raises ConfigError unless ``value`` is a number in [0, 1) ((0, 1) if ``low_open``)."""
-    ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-          and math.isfinite(value) and (0 < value < 1 if low_open else 0 <= value < 1))
+    ok = is_real_number(value) and (0 < value < 1 if low_open else 0 <= value < 1)
     if not ok:
         interval = "(0, 1)" if low_open else "[0, 1)"
         raise ConfigError(f"{name}={value!r} is not a fraction in {interval}: pass e.g. 0.1")
@@ -56,8 +61,7 @@ def _check_fraction(name: str, value: float, *, low_open: bool = False) -> None:
 
 def _check_user_amount(name: str, value: Union[int, float]) -> None:
     """A held-out user amount is a fraction in [0, 1) or a whole count >= 1."""
-    ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-          and math.isfinite(value) and value >= 0 and (value < 1 or float(value).is_integer()))
+    ok = is_real_number(value) and value >= 0 and (value < 1 or float(value).is_integer())
     if not ok:
         raise ConfigError(f"{name}={value!r} must be a fraction of the kept users in [0, 1) "
                           f"or a whole count >= 1 (e.g. 0.1 or 10000)")
@@ -76,9 +80,10 @@ def _user_amount(value: Union[int, float], n_users: int) -> int:
     return max(1, int(math.floor(value * n_users + 1e-9)))
 
 
-def _check_nonneg_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= 0")
+def check_whole_number(name: str, value: int, low: int = 0) -> None:
+    """Raises ConfigError unless ``value`` is an int (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,13 +112,11 @@ class HeldoutConfig:
     fold_in: float = 0.8
 
     def __post_init__(self):
-        if self.threshold is not None and not (
-                isinstance(self.threshold, (int, float, np.integer, np.floating))
-                and not isinstance(self.threshold, bool) and math.isfinite(self.threshold)):
+        if self.threshold is not None and not is_real_number(self.threshold):
             raise ConfigError(f"threshold={self.threshold!r} must be a number or None "
                               f"(None: every row is a positive)")
-        _check_nonneg_int("min_uc", self.min_uc)
-        _check_nonneg_int("min_sc", self.min_sc)
+        check_whole_number("min_uc", self.min_uc)
+        check_whole_number("min_sc", self.min_sc)
         _check_user_amount("val_users", self.val_users)
         _check_user_amount("test_users", self.test_users)
         _check_fraction("fold_in", self.fold_in, low_open=True)
@@ -157,8 +160,7 @@ class TimeSplitConfig:
         if test_lo < hi:
             raise ConfigError(f"test window starts {self.test_start}, before the train window ends "
                               f"{self.train_end}: the test window must come after the train window")
-        if not (isinstance(self.val_fraction, (int, float, np.integer, np.floating))
-                and 0 <= self.val_fraction <= 1):
+        if not (is_real_number(self.val_fraction) and 0 <= self.val_fraction <= 1):
             raise ConfigError(f"val_fraction={self.val_fraction!r} must be in [0, 1]")
 
     def bounds(self) -> tuple[int, int, int, int]:

@@ -12,6 +12,7 @@ import datetime
 import numpy as np
 
 from data.errors import ConfigError, DatasetError
+from data.protocols import check_whole_number, is_real_number
 from data.types import Interactions
 
 SHAPES: dict[str, tuple[int, int, int]] = {
@@ -94,11 +95,6 @@ def sample_unobserved(rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     return out
 
 
-def _check_count(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
-
-
 def _power_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """float64 [n] probabilities proportional to rank**-exponent, ranks shuffled over the ids."""
     weights = np.arange(1, n + 1, dtype=np.float64) ** -float(exponent)
@@ -170,15 +166,14 @@ def power_law_interactions(n_users: int, n_items: int, n_interactions: int, *, s
     Raises:
       ConfigError: a size or exponent that cannot work.
     """
-    _check_count("n_users", n_users, 1)
-    _check_count("n_items", n_items, 1)
-    _check_count("n_interactions", n_interactions, 0)
+    check_whole_number("n_users", n_users, 1)
+    check_whole_number("n_items", n_items, 1)
+    check_whole_number("n_interactions", n_interactions, 0)
     if n_interactions > n_users * n_items:
         raise ConfigError(f"n_interactions={n_interactions} exceeds the {n_users} x {n_items} = "
                           f"{n_users * n_items} possible (user, item) pairs")
     for name, value in (("alpha", alpha), ("user_alpha", user_alpha)):
-        if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-                or not 0 <= value < float("inf")):
+        if not (is_real_number(value) and value >= 0):
             raise ConfigError(f"{name}={value!r} must be a number >= 0")
     try:
         t0, t1 = (int(datetime.datetime.fromisoformat(d).replace(tzinfo=datetime.timezone.utc).timestamp())
