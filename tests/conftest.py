@@ -1,11 +1,14 @@
 """Shared test fixtures: the real-data mirror and the tiny raw-format fixtures."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Downloads, checksum stamps and prepared splits go to a scratch folder, never the user's cache.
+os.environ.setdefault("TFCF_DATA_DIR", tempfile.mkdtemp(prefix="tfcf-test-data-"))
 
 REPO = Path(__file__).resolve().parent.parent
 RAW = Path(__file__).resolve().parent / "fixtures" / "raw"
@@ -23,7 +26,7 @@ def mirror_path():
     return path.resolve() if path.is_dir() else None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirror():
     """Path of the folder holding ml-100k/, ml-latest-small/, hetrec2011-lastfm-2k/; skips if absent."""
     path = mirror_path()

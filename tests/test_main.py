@@ -1,0 +1,120 @@
+"""main.py end to end on real ML-100K: train, resume, test alone, benchmark, recommend, serving, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _main(*args, env_extra=None, check=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"main.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(mirror, tmp_path_factory):
+    """Mult-VAE on ml-100k: 20 epochs, then the same command again with 30 (it resumes)."""
+    run = tmp_path_factory.mktemp("vae")
+    data_dir = tmp_path_factory.mktemp("data")
+    common = ["--train", "--test", "--dataset", "ml-100k", "--export_dir", str(run), "--data_dir", str(data_dir),
+              "--data_mirror", str(mirror), "--batch_size_train", "100", "--validation_step", "5", "--lr", "3e-3"]
+    first = _main(*common, "--number_of_epochs", "20")
+    second = _main(*common, "--number_of_epochs", "30")
+    return run, data_dir, first, second
+
+
+def test_train_test_prints_progress_and_writes_results(trained):
+    run, _, first, _ = trained
+    assert "epoch 20/20" in first.stdout and "test:" in first.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["data"]["dataset"] == "ml-100k" and results["data"]["counts"]["train_rows"] > 0
+    assert set(results["test"]) >= {"recall@20", "recall@50", "ndcg@100"}
+    assert results["config"]["model"] == "vae" and results["train"]["epochs"] == 30
+
+
+def test_second_run_resumes_instead_of_restarting(trained):
+    _, _, _, second = trained
+    assert "resuming from epoch 20" in second.stdout
+    assert "epoch 1/30" not in second.stdout and "epoch 21/30" in second.stdout
+
+
+def test_end_to_end_beats_popularity(trained, mirror):
+    run, data_dir, _, _ = trained
+    vae = json.loads((run / "results.json").read_text())["test"]["ndcg@100"]
+    pop_dir = run.parent / "popularity"
+    _main("--model", "popularity", "--train", "--test", "--export_dir", str(pop_dir), "--data_dir", str(data_dir),
+          "--data_mirror", str(mirror))
+    pop = json.loads((pop_dir / "results.json").read_text())["test"]["ndcg@100"]
+    assert vae > pop, f"Mult-VAE NDCG@100 {vae:.4f} vs popularity {pop:.4f}"
+
+
+def test_test_alone_reloads_export_and_gives_same_metrics(trained, mirror):
+    run, data_dir, _, _ = trained
+    before = json.loads((run / "results.json").read_text())["test"]
+    _main("--test", "--export_dir", str(run), "--data_dir", str(data_dir), "--data_mirror", str(mirror))
+    after = json.loads((run / "results.json").read_text())["test"]
+    for k in ("recall@20", "recall@50", "ndcg@100"):
+        assert after[k] == pytest.approx(before[k], rel=1e-6)
+
+
+def test_benchmark_prints_and_writes_figures(trained, mirror):
+    run, data_dir, _, _ = trained
+    bench = run.parent / "bench"
+    proc = _main("--benchmark", "--use_tf_amp", "--export_dir", str(bench), "--data_dir", str(data_dir),
+                 "--data_mirror", str(mirror), "--warm_up_epochs", "1", "--benchmark_epochs", "2")
+    assert "benchmark:" in proc.stdout
+    figures = json.loads((bench / "benchmark.json").read_text())
+    assert figures["timed_epochs"] == 2 and figures["rows_per_second"] > 0
+    assert figures["precision"] == "mixed_bfloat16"
+
+
+def test_recommend_prints_titles_and_never_the_given_items(trained):
+    run, _, _, _ = trained
+    proc = _main("--recommend", "1,50,181", "--top_k", "5", "--export_dir", str(run))
+    lines = [l for l in proc.stdout.splitlines() if l.strip()[:2].rstrip(".").isdigit()]
+    assert len(lines) == 5
+    assert "Toy Story (1995)" in proc.stdout  # the given items are echoed with their titles
+    from training import recommend
+
+    recs = recommend.recommend(run, [1, 50, 181], k=20)
+    assert len(recs) == 20 and not {1, 50, 181} & {r["item"] for r in recs}
+    assert all(r["title"] for r in recs)
+
+
+def test_saved_model_serving_signature(trained):
+    import tensorflow as tf
+
+    run, _, _, _ = trained
+    served = tf.saved_model.load(str(run / "saved_model")).signatures["serving_default"]
+    out = served(items=tf.constant([[1, 50, 181], [1, -1, -1]], tf.int64), k=tf.constant(10))
+    ids = out["item_ids"].numpy()
+    assert ids.shape == (2, 10) and not {1, 50, 181} & set(ids[0].tolist()) and 1 not in ids[1]
+    from training import recommend
+
+    assert [r["item"] for r in recommend.recommend(run, [1, 50, 181], k=10)] == ids[0].tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train", "--dataset", "ml-5k"], "unknown dataset 'ml-5k'"),
+    ([], "nothing to do"),
+    (["--train", "--model", "transformer"], "unknown model 'transformer'"),
+    (["--test", "--export_dir", "/nonexistent/run"], "no exported model"),
+    (["--train", "--optimizer", "adamax"], "unknown optimizer"),
+])
+def test_user_mistakes_get_one_line_and_exit_2(args, message, mirror, tmp_path):
+    proc = _main(*args, "--data_mirror", str(mirror), "--data_dir", str(tmp_path), "--number_of_epochs", "1",
+                 check=False)
+    assert proc.returncode == 2, proc.stderr
+    err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and message in err[0], proc.stderr
+    assert "Traceback" not in proc.stderr
