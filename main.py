@@ -83,7 +83,8 @@ flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, lo
                     "(default runs/<dataset>-<model>).")
 flags.DEFINE_bool("fresh", False, "Start over instead of resuming from the latest checkpoint.")
 flags.DEFINE_integer("gpu_number", None, "Which GPU to use (sets CUDA_VISIBLE_DEVICES).")
-flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU.")
+flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU; N > 1 re-launches this command "
+                     "as N Horovod workers on this host (CPU workers where there is no GPU).")
 
 
 def configs():
@@ -126,9 +127,46 @@ def _select_devices() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(FLAGS.gpu_number)
 
 
+def _horovodrun(n: int) -> int:
+    """Runs this same command as ``n`` Horovod workers on this host; returns their exit status."""
+    import glob
+    import importlib.util
+    import shutil
+    import subprocess
+
+    spec = importlib.util.find_spec("horovod")
+    built = spec is not None and glob.glob(os.path.join(os.path.dirname(spec.origin), "tensorflow", "mpi_lib*"))
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    launcher = shutil.which("horovodrun", path=path)
+    if not built or launcher is None:
+        print(f"error: --number_of_gpus {n} trains with Horovod, which is not installed with TensorFlow support: "
+              f"run `bash scripts/install_horovod.sh` (or use --number_of_gpus 1)", file=sys.stderr)
+        return 2
+    script = os.path.abspath(sys.argv[0]) if os.path.isfile(sys.argv[0]) else sys.argv[0]
+    # --gloo: the controller scripts/install_horovod.sh builds (no MPI); GPU tensors still go through NCCL.
+    command = [launcher, "-np", str(n), "-H", f"localhost:{n}", "--gloo", sys.executable, script, *sys.argv[1:]]
+    proc = subprocess.Popen(command)
+    try:
+        status = proc.wait()
+    except KeyboardInterrupt:
+        # horovodrun got the same SIGINT and stops its workers: let it finish that.
+        try:
+            status = proc.wait(timeout=60)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            proc.kill()
+            status = 130
+    if status:
+        where = FLAGS.export_dir or configs().export_dir
+        print(f"error: the {n}-worker Horovod job failed (status {status}; the workers' messages are above); "
+              f"rerunning the same command resumes from the latest checkpoint in {where}", file=sys.stderr)
+    return status
+
+
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.number_of_gpus > 1 and FLAGS.recommend is None and "HOROVOD_RANK" not in os.environ:
+        return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
     from data.errors import TfcfError
 
