@@ -15,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
@@ -168,6 +168,8 @@ def main(argv) -> int:
     if FLAGS.number_of_gpus > 1 and FLAGS.recommend is None and "HOROVOD_RANK" not in os.environ:
         return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
+    # TensorFlow's savers log every checkpoint at INFO through absl: keep the console to our own lines.
+    logging.set_verbosity(logging.WARNING)
     from data.errors import TfcfError
 
     try:
