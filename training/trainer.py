@@ -169,8 +169,11 @@ class Trainer:
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise TrainingError(f"cannot resume from {latest} (a different model or config?): "
                                     f"{str(err).splitlines()[0]}; rerun with --fresh to start over") from None
-        # Workers start from the chief's weights (identical anyway when seeded).
-        self.distribution.broadcast_variables(self.model.weights + self.optimizer.variables)
+        # Workers take the chief's state: its weights, optimizer slots, RNG states
+        # and counters (a worker whose disk lacks the checkpoint would else restart
+        # at epoch 0 and run more steps than the others).
+        self.distribution.broadcast_variables(self.model.variables + self.optimizer.variables + [
+            self.epoch, self.updater.updates, self.best_value, self.best_epoch])
         return int(self.epoch.numpy())
 
     def _save(self) -> None:
@@ -179,11 +182,16 @@ class Trainer:
 
     def restore_best(self) -> bool:
         """Loads the best validated weights into the model, if there are any."""
-        latest = tf.train.latest_checkpoint(str(self.best_dir))
-        if latest is None:
-            return False
-        self._best.restore(latest).expect_partial()
-        return True
+        # best/ is the chief's: wait until its last save is complete, restore it
+        # there and hand the weights to the workers (their disk may lack it).
+        self.distribution.barrier()
+        found = tf.Variable(False)
+        latest = tf.train.latest_checkpoint(str(self.best_dir)) if self.distribution.is_chief else None
+        if latest is not None:
+            self._best.restore(latest).expect_partial()
+            found.assign(True)
+        self.distribution.broadcast_variables(self.model.variables + [found])
+        return bool(found.numpy())
 
     # --- steps ---------------------------------------------------------------------
     def _train_step(self, batch: dict[str, Any]) -> dict[str, tf.Tensor]:
@@ -251,6 +259,10 @@ class Trainer:
             record = {"epoch": epoch + 1, "train_seconds": train_seconds,
                       "rows_per_second": rows_per_epoch * steps / max(steps_per_epoch, 1) / train_seconds,
                       "learning_rate": self._learning_rate()}
+            if self.distribution.size > 1:
+                # The mean over workers: the loss of the global batch (workers run equal steps).
+                summed = self.distribution.sum({k: tf.constant(v, tf.float64) for k, v in totals.items()})
+                totals = {k: float(v) / self.distribution.size for k, v in summed.items()}
             record.update({k: v / max(steps, 1) for k, v in totals.items()})
             self.epoch.assign(epoch + 1)
             improved = False
