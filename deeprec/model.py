@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
+from data.errors import ConfigError
 from deeprec.config import DeepRecConfig
 from training import layers, metrics, precision
 from training.model import Model, Updater
@@ -270,31 +271,24 @@ def predict_pairs(model: DeepRec, split_part: sp.csr_matrix, rows_csr: sp.csr_ma
     applied to that row's training vector.
 
     Args:
-      model: a trained :class:`DeepRec` (or any model mapping sparse rows to [b, I]).
+      model: a trained :class:`DeepRec` (any model with ``predict_rows``).
       split_part: CSR [n, I]; its non-zeros are the pairs to predict (e.g. ``split.test``).
       rows_csr: CSR [n, I], the rows' input ratings (``split.train``).
       batch_size: rows per forward pass.
 
     Returns:
-      float32 [split_part.nnz] predictions in the CSR order of ``split_part``
-      (row by row, columns ascending within a row after ``sort_indices``).
-    """
-    part = sp.csr_matrix(split_part, dtype=np.float32)
-    part.sort_indices()
-    inputs = sp.csr_matrix(rows_csr, dtype=np.float32)
-    if part.shape != inputs.shape:
-        from data.errors import ConfigError
+      float32 [split_part.nnz] predictions in canonical CSR order of
+      ``split_part`` (row by row, columns ascending within a row).
 
-        raise ConfigError(f"predict_pairs: the pairs' matrix has shape {part.shape} but the input rows "
-                          f"{inputs.shape}; pass parts of the same split")
-    out = np.empty(part.nnz, np.float32)
-    forward = tf.function(model.predict_rows, reduce_retracing=True)
-    for lo in range(0, part.shape[0], batch_size):
-        hi = min(lo + batch_size, part.shape[0])
-        block = part[lo:hi]
-        if not block.nnz:
-            continue
-        pred = forward(csr_to_sparse(inputs[lo:hi])).numpy()
-        rows = np.repeat(np.arange(hi - lo), np.diff(block.indptr))
-        out[part.indptr[lo]:part.indptr[hi]] = pred[rows, block.indices]
-    return out
+    Raises:
+      ConfigError: the two matrices differ in shape.
+    """
+    from data import pipeline
+
+    if split_part.shape != rows_csr.shape:
+        raise ConfigError(f"predict_pairs: the pairs' matrix has shape {split_part.shape} but the input rows "
+                          f"{rows_csr.shape}; pass parts of the same split")
+    forward = tf.function(lambda x, pairs: tf.gather_nd(model.predict_rows(x), pairs.indices),
+                          reduce_retracing=True)
+    out = [forward(x, pairs).numpy() for x, pairs in pipeline.row_batches((rows_csr, split_part), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -369,3 +369,20 @@ def test_main_writes_rmse_into_results_json(mirror, tmp_path):
     assert test["mse/count"] == 20000 and 0.5 < test["rmse"] < 4.0
     assert test["rmse"] == pytest.approx(np.sqrt(test["mse"]))
     assert results["train"]["epochs"] == 2
+    # The inference command writes one `user item prediction` line per test pair of u1.test.
+    from deeprec import experiments
+
+    predictions = tmp_path / "pred.txt"
+    assert experiments.main(["predict", "--export_dir", str(out), "--out", str(predictions), "--data_mirror",
+                             str(mirror), "--data_dir", str(tmp_path / "cache")]) == 0
+    lines = predictions.read_text().splitlines()
+    assert len(lines) == 20000
+    frame = np.loadtxt(predictions)
+    truth = {}
+    with open(mirror / "ml-100k" / "u1.test") as f:
+        for line in f:
+            user, item, rating, _ = line.split("\t")
+            truth[(int(user), int(item))] = float(rating)
+    assert {(int(u), int(i)) for u, i, _ in frame} == set(truth)
+    rmse = np.sqrt(np.mean([(p - truth[(int(u), int(i))]) ** 2 for u, i, p in frame]))
+    assert rmse == pytest.approx(test["rmse"], abs=1e-3)  # predictions are written with 4 decimals

@@ -1,0 +1,448 @@
+"""The DeepRec paper's experiments on MovieLens, one command each, and the inference command.
+
+    python -m deeprec.experiments activation --dataset ml-100k --out DIR   # Fig. 2: training RMSE per mini-batch
+    python -m deeprec.experiments dropout    --dataset ml-100k --out DIR   # Fig. 4: evaluation RMSE per epoch
+    python -m deeprec.experiments depth      --dataset ml-100k --out DIR   # Table 2: 2..12 layers of 128
+    python -m deeprec.experiments refeeding  --dataset ml-100k --out DIR   # Fig. 5: re-feeding x lr 1e-3 / 5e-3
+    python -m deeprec.experiments tune       --dataset ml-100k --major items --out DIR
+    python -m deeprec.experiments predict --export_dir runs/ml-100k-deeprec --out predictions.txt
+
+Each experiment writes ``<experiment>_<dataset>.png`` (matplotlib, Agg),
+``<experiment>_<dataset>.md`` (a markdown table) and ``<experiment>_<dataset>.json``
+(the curves) into ``--out``. "Evaluation RMSE" is on a validation slice of
+the training data, never on the test part: ML-100K uses the official fold u1
+with ``--val_fraction`` of u1.base held out; other datasets a random split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from data.errors import ConfigError, TfcfError, TrainingError
+
+# The paper's most promising model (Sec. 3.5): n, 512, 512, 1024, dp(0.8), 512, 512, n.
+BASELINE = {"hidden": (512, 512, 1024), "drop_prob": 0.8, "activation": "selu"}
+
+
+@dataclasses.dataclass
+class Setup:
+    """What every experiment shares: data, optimizer, length, seed, output folder."""
+
+    dataset: str = "ml-100k"
+    out: str = "experiments"
+    data_dir: Optional[str] = None
+    mirror: Optional[str] = None
+    major: str = "users"
+    val_fraction: float = 0.05
+    epochs: int = 40
+    optimizer: str = "momentum"
+    lr: float = 1e-3
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    seed: int = 0
+    verbose: bool = True
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run's curves and numbers."""
+
+    label: str
+    params: dict
+    lr: float
+    steps: list = dataclasses.field(default_factory=list)  # training RMSE of every mini-batch
+    epochs: list = dataclasses.field(default_factory=list)  # validation RMSE after every epoch
+    train_rmse: list = dataclasses.field(default_factory=list)  # mean training RMSE of every epoch
+    n_params: int = 0
+    diverged: Optional[str] = None
+    test_rmse: Optional[float] = None
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> tuple[float, int]:
+        """(best validation RMSE, its epoch), (nan, 0) when none was finite."""
+        finite = [(v, i + 1) for i, v in enumerate(self.epochs) if np.isfinite(v)]
+        return min(finite) if finite else (float("nan"), 0)
+
+
+# --- data and training ------------------------------------------------------------------
+def data_config(setup: Setup):
+    """The rating split of the experiments: official fold u1 (ML-100K) or a random split, with a validation slice."""
+    from training.runner import DataConfig
+
+    if not 0.0 < setup.val_fraction < 1.0:
+        raise ConfigError(f"--val_fraction must be in (0, 1): the experiments select on a validation slice, "
+                          f"got {setup.val_fraction}")
+    if setup.dataset == "ml-100k":
+        return DataConfig(dataset=setup.dataset, data_dir=setup.data_dir, mirror=setup.mirror, protocol="fold",
+                          fold="u1", val_fraction=setup.val_fraction)
+    return DataConfig(dataset=setup.dataset, data_dir=setup.data_dir, mirror=setup.mirror, protocol="random",
+                      test_fraction=0.1, val_fraction=setup.val_fraction)
+
+
+def load_split(setup: Setup):
+    """The (cached) split, transposed for ``--major items``."""
+    from training import runner
+
+    split, _ = runner.prepare(data_config(setup), "rating", setup.seed, verbose=setup.verbose)
+    return split.transpose() if setup.major == "items" else split
+
+
+def train(setup: Setup, split, label: str, params: dict, lr: Optional[float] = None, record_steps: bool = False,
+          test: bool = False) -> Run:
+    """Trains one DeepRec on ``split`` with the engine; validates after every epoch.
+
+    A diverging run (the trainer's NaN guard) is recorded, not raised: the
+    paper's Fig. 5 has one.
+
+    Args:
+      params: DeepRecConfig fields (hidden, activation, drop_prob, aug_step...).
+      lr: learning rate (default ``setup.lr``).
+      record_steps: keep the training RMSE of every mini-batch.
+      test: also report the test RMSE of the best validated weights.
+    """
+    from training import distribute, families, precision, runner
+    from training.trainer import TrainConfig, Trainer
+
+    lr = setup.lr if lr is None else lr
+    run = Run(label=label, params=dict(params), lr=lr)
+    family = families.get("deeprec")
+    dist = distribute.Distribution()
+    optim = runner.OptimConfig(optimizer=setup.optimizer, lr=lr, batch_size_train=setup.batch_size,
+                               weight_decay=setup.weight_decay)
+    model = runner.build_model(family, split, {**params, "seed": setup.seed}, precision.FLOAT32)
+    run.n_params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    data = runner.make_datasets(family.cls(), split, optim, setup.seed, dist)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tcfg = TrainConfig(epochs=1, validation_step=1, export_dir=tmp, fresh=False, verbose=False,
+                           record_steps=record_steps, keep_checkpoints=1)
+        trainer = Trainer(model, runner.make_optimizer(optim, data.steps_per_epoch), tcfg, dist)
+        # One epoch per fit call (each resumes where the last stopped), so the
+        # epochs before a divergence keep their records.
+        for epoch in range(1, setup.epochs + 1):
+            trainer.config.epochs = epoch
+            try:
+                history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
+            except TrainingError as err:
+                run.diverged = str(err)
+                break
+            run.steps += [s["rmse"] for s in history.steps]
+            record = history.epochs[-1]
+            run.epochs.append(record.get("validation", {}).get("rmse", float("nan")))
+            run.train_rmse.append(record.get("rmse", float("nan")))
+        if test and trainer.restore_best():
+            run.test_rmse = trainer.evaluate(data.test())["rmse"]
+    run.seconds = time.perf_counter() - t0
+    if setup.verbose:
+        best, epoch = run.best
+        print(f"{label}: best val RMSE {best:.4f} (epoch {epoch}/{len(run.epochs)})"
+              f"{f', test RMSE {run.test_rmse:.4f}' if run.test_rmse is not None else ''}"
+              f"{' DIVERGED' if run.diverged else ''} [{run.seconds:.0f}s]", flush=True)
+    return run
+
+
+# --- output -------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(runs: Sequence[Run], path: Path, title: str, per: str = "epoch") -> Path:
+    """A PNG of each run's validation RMSE per epoch (``per='epoch'``) or training RMSE per mini-batch."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        values = run.steps if per == "step" else run.epochs
+        xs = np.arange(1, len(values) + 1)
+        label = run.label + (" (diverged)" if run.diverged else "")
+        ax.plot(xs, values, label=label, linewidth=1.0 if per == "step" else 1.5)
+    ax.set_xlabel("mini-batch" if per == "step" else "epoch")
+    ax.set_ylabel("training RMSE" if per == "step" else "evaluation RMSE")
+    finite = [v for r in runs for v in (r.steps if per == "step" else r.epochs) if np.isfinite(v)]
+    if finite:  # the first steps' RMSE of ~3.8 would flatten the interesting part
+        ax.set_ylim(min(finite) - 0.02, min(max(finite), np.percentile(finite, 90) * 1.15) + 0.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A markdown table; floats with 4 decimals."""
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write(setup: Setup, name: str, runs: Sequence[Run], table: str, intro: str) -> Path:
+    """Writes ``<name>_<dataset>.md`` and ``.json`` next to the PNG; returns the markdown path."""
+    out = Path(setup.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}_{Path(setup.dataset).name}"
+    settings = (f"dataset {setup.dataset} ({setup.major} as rows), validation slice {setup.val_fraction:g}, "
+                f"{setup.optimizer} lr {setup.lr:g}, batch {setup.batch_size}, {setup.epochs} epochs, "
+                f"seed {setup.seed}")
+    md = out / f"{stem}.md"
+    md.write_text(f"# {intro}\n\n{settings}; plot: {stem}.png\n\n{table}")
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"setup": dataclasses.asdict(setup), "runs": [dataclasses.asdict(r) for r in runs]}, indent=1))
+    if setup.verbose:
+        print(md.read_text(), flush=True)
+    return md
+
+
+def _best_cells(run: Run) -> list:
+    best, epoch = run.best
+    last = run.epochs[-1] if run.epochs else float("nan")
+    return [best, epoch, last, f"diverged at epoch {len(run.epochs) + 1}" if run.diverged else ""]
+
+
+# --- the experiments ----------------------------------------------------------------------
+def activation_experiment(setup: Setup) -> Path:
+    """Paper Fig. 2: training RMSE per mini-batch of a 4-layer 128-unit AE for every activation."""
+    from deeprec.config import ACTIVATIONS
+
+    split = load_split(setup)
+    runs = [train(setup, split, name, {"hidden": (128, 128), "activation": name, "drop_prob": 0.0, "aug_step": 0},
+                  record_steps=True) for name in ACTIVATIONS]
+    stem = f"activation_{Path(setup.dataset).name}"
+    plot_curves(runs, Path(setup.out) / f"{stem}.png", "n-128-128-128-n, training RMSE per mini-batch", per="step")
+    last_epoch = max(1, len(runs[0].steps) // max(len(runs[0].epochs), 1))
+    rows = [[r.label, float(np.mean(r.steps[-last_epoch:])) if r.steps else float("nan"), *_best_cells(r)]
+            for r in runs]
+    return _write(setup, "activation", runs, markdown_table(
+        ["activation", "training RMSE (last epoch)", "best eval RMSE", "epoch", "last eval RMSE", "note"], rows),
+        "Activation functions (paper Fig. 2): 4-layer autoencoder, 128 units, no dropout")
+
+
+def dropout_experiment(setup: Setup, probs: Sequence[float] = (0.0, 0.5, 0.65, 0.8)) -> Path:
+    """Paper Fig. 4: evaluation RMSE per epoch of the n-512-512-1024-512-512-n model for each code dropout."""
+    split = load_split(setup)
+    runs = [train(setup, split, f"drop prob {p:g}", {**BASELINE, "drop_prob": p, "aug_step": 0}) for p in probs]
+    stem = f"dropout_{Path(setup.dataset).name}"
+    plot_curves(runs, Path(setup.out) / f"{stem}.png", "n-512-512-1024-dp-512-512-n, evaluation RMSE")
+    rows = [[r.label, *_best_cells(r)] for r in runs]
+    return _write(setup, "dropout", runs, markdown_table(
+        ["model", "best eval RMSE", "epoch", "last eval RMSE", "note"], rows),
+        "Dropout on the code layer (paper Fig. 4)")
+
+
+def depth_experiment(setup: Setup, layers: Sequence[int] = (2, 4, 6, 8, 10, 12)) -> Path:
+    """Paper Table 2: evaluation RMSE and parameters of 2..12-layer autoencoders with 128-unit layers."""
+    split = load_split(setup)
+    runs = [train(setup, split, f"{n} layers", {"hidden": (128,) * (n // 2), "drop_prob": 0.0, "aug_step": 0})
+            for n in layers]
+    stem = f"depth_{Path(setup.dataset).name}"
+    plot_curves(runs, Path(setup.out) / f"{stem}.png", "2..12 layers of 128 units, evaluation RMSE")
+    rows = [[r.label, *_best_cells(r)[:3], f"{r.n_params:,}"] for r in runs]
+    return _write(setup, "depth", runs, markdown_table(
+        ["layers", "best eval RMSE", "epoch", "last eval RMSE", "params"], rows),
+        "Depth (paper Table 2): hidden layers of 128 units, no dropout")
+
+
+def refeeding_experiment(setup: Setup, lrs: Sequence[float] = (1e-3, 5e-3)) -> Path:
+    """Paper Fig. 5: the baseline with and without one dense re-feeding step, at lr 1e-3 and 5e-3."""
+    split = load_split(setup)
+    runs = [train(setup, split, f"baseline lr {lr:g}{' RF' if aug else ''}", {**BASELINE, "aug_step": aug}, lr=lr)
+            for lr in lrs for aug in (0, 1)]
+    stem = f"refeeding_{Path(setup.dataset).name}"
+    plot_curves(runs, Path(setup.out) / f"{stem}.png", "dense re-feeding (RF), evaluation RMSE")
+    rows = [[r.label, *_best_cells(r)] for r in runs]
+    return _write(setup, "refeeding", runs, markdown_table(
+        ["model", "best eval RMSE", "epoch", "last eval RMSE", "note"], rows),
+        "Dense re-feeding (paper Fig. 5): n-512-512-1024-dp(0.8)-512-512-n")
+
+
+EXPERIMENTS = {"activation": activation_experiment, "dropout": dropout_experiment, "depth": depth_experiment,
+               "refeeding": refeeding_experiment}
+
+
+# The configurations ``tune`` compares on the validation slice (see the module doc).
+TUNE_GRID: dict[str, list[dict]] = {
+    "users": [],
+    "items": [],
+}
+
+
+def tune(setup: Setup, grid: Optional[Sequence[dict]] = None) -> Path:
+    """Picks a configuration on the validation slice, then reports the test RMSE of that one only.
+
+    Each entry of ``grid`` holds DeepRecConfig fields plus optional ``lr``,
+    ``weight_decay`` and ``epochs``. The chosen configuration is retrained (same
+    seed) to report its test RMSE at the best validated epoch; the table also
+    gives the ``main.py`` command that retrains it on all training ratings for
+    that many epochs.
+    """
+    grid = list(TUNE_GRID[setup.major] if grid is None else grid)
+    if not grid:
+        raise ConfigError(f"no tuning grid for --major {setup.major}")
+    split = load_split(setup)
+
+    def run_one(entry: dict, test: bool) -> Run:
+        params = {k: v for k, v in entry.items() if k not in ("lr", "weight_decay", "epochs")}
+        one = dataclasses.replace(setup, weight_decay=entry.get("weight_decay", setup.weight_decay),
+                                  epochs=entry.get("epochs", setup.epochs))
+        return train(one, split, _describe(entry), params, lr=entry.get("lr"), test=test)
+
+    runs = [run_one(entry, test=False) for entry in grid]
+    chosen = int(np.nanargmin([r.best[0] for r in runs]))
+    final = run_one(grid[chosen], test=True)
+    rows = [[r.label, *_best_cells(r)[:2], final.test_rmse if i == chosen else ""] for i, r in enumerate(runs)]
+    command = main_command(setup, grid[chosen], final.best[1])
+    table = markdown_table(["configuration", "best val RMSE", "epoch", "test RMSE (chosen only)"], rows)
+    table += (f"\nChosen on validation: {final.label}; its retrained run: val {final.best[0]:.4f} at epoch "
+              f"{final.best[1]}, test {final.test_rmse:.4f}.\n\nOn all of the training ratings:\n\n    {command}\n")
+    return _write(setup, f"tune_{setup.major}", runs + [final], table,
+                  f"Tuning DeepRec ({setup.major} as rows) on a validation slice")
+
+
+def _describe(entry: dict) -> str:
+    return ", ".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                     for k, v in entry.items())
+
+
+def main_command(setup: Setup, entry: dict, epochs: int) -> str:
+    """The ``main.py`` command training ``entry`` on the whole training part for ``epochs`` epochs."""
+    flags = {"model": "deeprec", "dataset": setup.dataset, "major": setup.major, "optimizer": setup.optimizer,
+             "lr": entry.get("lr", setup.lr), "weight_decay": entry.get("weight_decay", setup.weight_decay),
+             "batch_size_train": setup.batch_size, "number_of_epochs": epochs, "seed": setup.seed}
+    for key, flag in (("hidden", "hidden_layers"), ("activation", "activation"), ("drop_prob", "drop_prob"),
+                      ("noise_prob", "noise_prob"), ("aug_step", "aug_step")):
+        if key in entry:
+            value = entry[key]
+            flags[flag] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    for key in ("constrained", "last_layer_activations"):
+        if key in entry:
+            flags[key if entry[key] else f"no{key}"] = None
+    parts = [f"--{k}" if v is None else f"--{k} {v}" for k, v in flags.items()]
+    return f"python main.py --train --test {' '.join(parts)} --export_dir runs/{setup.dataset}-deeprec-{setup.major}"
+
+
+# --- inference ------------------------------------------------------------------------------
+def predict_command(export_dir: str, out: str, part: str = "test", batch_size: int = 1000,
+                    data_dir: Optional[str] = None, mirror: Optional[str] = None) -> Path:
+    """Writes ``user item prediction`` lines (original ids) for the pairs of a split part.
+
+    The split is rebuilt from the run's ``results.json`` (dataset, protocol and
+    seed of the run), transposed back for item-based models.
+
+    Args:
+      export_dir: a finished ``main.py --model deeprec --train`` run folder.
+      out: the text file to write.
+      part: ``test`` or ``val``.
+      batch_size: rows per forward pass.
+      data_dir, mirror: override the run's data folders (None: the run's).
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from deeprec.model import predict_pairs
+    from training import export, families, runner
+
+    if part not in ("test", "val"):
+        raise ConfigError(f"--part must be test or val, got '{part}'")
+    model, meta, ids, _ = export.load(export_dir, families.FAMILIES)
+    if meta.get("task") != "rating":
+        raise ConfigError(f"{export_dir} holds a '{meta.get('family')}' model, which does not predict ratings; "
+                          f"predict needs a deeprec (or other rating model) run")
+    results_path = Path(export_dir) / "results.json"
+    if not results_path.exists():
+        raise ConfigError(f"{results_path} not found: predict rebuilds the run's split from it; "
+                          f"point --export_dir at a finished main.py run")
+    config = json.loads(results_path.read_text())["config"]
+    data = runner.DataConfig(**config["data"])
+    data.data_dir = data_dir or data.data_dir
+    data.mirror = mirror or data.mirror
+    split, _ = runner.prepare(data, "rating", int(config["seed"]), verbose=False)
+    items_major = meta.get("major") == "items"
+    if items_major:
+        split = split.transpose()
+    if not np.array_equal(np.asarray(split.item_ids).astype(str), np.asarray(ids["item_ids"]).astype(str)):
+        raise ConfigError(f"the data of {config['data']['dataset']} changed since the run in {export_dir}: its "
+                          f"columns no longer match the model's; retrain")
+    pairs = sp.csr_matrix(getattr(split, part), dtype=np.float32)
+    pairs.sum_duplicates()  # canonical order, the order predict_pairs returns
+    pred = predict_pairs(model, pairs, split.train, batch_size)
+    coo = pairs.tocoo()
+    rows, cols = np.asarray(split.user_ids)[coo.row], np.asarray(split.item_ids)[coo.col]
+    users, items = (cols, rows) if items_major else (rows, cols)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"user": users, "item": items, "prediction": pred}).to_csv(
+        path, sep=" ", header=False, index=False, float_format="%.4f")
+    rmse = float(np.sqrt(np.mean((pred - coo.data) ** 2))) if len(pred) else float("nan")
+    print(f"wrote {len(pred)} predictions of the {part} pairs to {path} (RMSE {rmse:.4f})", flush=True)
+    return path
+
+
+# --- command line ---------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m deeprec.experiments", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=[*EXPERIMENTS, "tune", "predict"])
+    p.add_argument("--dataset", default="ml-100k", help="ml-100k (fold u1) or another rating dataset (random split)")
+    p.add_argument("--out", default=None, help="output folder (experiments) or file (predict)")
+    p.add_argument("--data_dir", default=None, help="download/cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf)")
+    p.add_argument("--data_mirror", default=None, help="folder of extracted datasets (default $TFCF_DATA_MIRROR)")
+    p.add_argument("--major", choices=["users", "items"], default="users", help="rows are users or items")
+    p.add_argument("--val_fraction", type=float, default=0.05, help="share of the training ratings to validate on")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the experiment's)")
+    p.add_argument("--optimizer", default="momentum", help="adam, momentum, sgd, adagrad or rmsprop")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the experiment's)")
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export_dir", default=None, help="predict: the run folder of the model")
+    p.add_argument("--part", default="test", help="predict: test or val pairs")
+    return p
+
+
+# Per-experiment defaults (epochs, lr) where the flags are not given.
+DEFAULTS = {"activation": (40, 1e-3), "dropout": (40, 1e-3), "depth": (40, 1e-3), "refeeding": (40, 1e-3),
+            "tune": (60, 1e-3)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "predict":
+            if not args.export_dir or not args.out:
+                raise ConfigError("predict needs --export_dir (a finished run) and --out (the file to write)")
+            predict_command(args.export_dir, args.out, args.part, args.batch_size, args.data_dir, args.data_mirror)
+            return 0
+        epochs, lr = DEFAULTS[args.command]
+        setup = Setup(dataset=args.dataset, out=args.out or "experiments", data_dir=args.data_dir,
+                      mirror=args.data_mirror, major=args.major, val_fraction=args.val_fraction,
+                      epochs=args.epochs or epochs, optimizer=args.optimizer,
+                      lr=args.lr if args.lr is not None else lr, batch_size=args.batch_size,
+                      weight_decay=args.weight_decay, seed=args.seed)
+        (tune if args.command == "tune" else EXPERIMENTS[args.command])(setup)
+    except TfcfError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
