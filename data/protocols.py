@@ -258,7 +258,7 @@ def _sorted_ratings(interactions: Interactions, mask: Optional[np.ndarray], wher
     key = key[order]
     n_dup = int(np.count_nonzero(key[1:] == key[:-1]))
     if n_dup:
-        raise DatasetError(f"{_name(interactions)} has {n_dup} duplicate (user, item) ratings {where}: "
+        raise DatasetError(f"{_name(interactions)} has {n_dup} duplicate (user, item) ratings{where}: "
                            f"keep one rating per pair (data.formats keeps the latest)")
     return user[order], item[order], rating[order]
 
@@ -336,6 +336,8 @@ def heldout_users(interactions: Interactions, config: HeldoutConfig = HeldoutCon
         if not user.size:
             raise DatasetError(f"no rating in {name} is >= {config.threshold:g} (threshold): "
                                f"lower threshold, or set it to None to use every row")
+    if not user.size:
+        raise DatasetError(f"{name} has no interactions to split")
     # One sort both removes repeated clicks and orders entries by (user, item).
     key = np.unique(user.astype(np.int64) * n_items + item)
     user, item = np.divmod(key, n_items)
@@ -437,7 +439,7 @@ def time_split(interactions: Interactions, config: TimeSplitConfig, seed: int = 
         span = f"{_format_day(ts.min())}..{_format_day(ts.max())}" if len(ts) else "nothing"
         raise DatasetError(f"no rating of {name} falls in the train window {config.train_start}.."
                            f"{config.train_end} (train_start/train_end); its ratings span {span}")
-    user, item, rating = _sorted_ratings(interactions, in_train, "in the train window")
+    user, item, rating = _sorted_ratings(interactions, in_train, " in the train window")
     users = _sorted_unique(user)
     items = np.unique(item)
     row_of = _dense_rank(users, interactions.n_users)
@@ -450,7 +452,7 @@ def time_split(interactions: Interactions, config: TimeSplitConfig, seed: int = 
     if not in_test.any():
         raise DatasetError(f"no rating of {name} in the test window {config.test_start}..{config.test_end} "
                            f"has a user and an item seen in the train window: move or widen the windows")
-    user, item, rating = _sorted_ratings(interactions, in_test, "in the test window")
+    user, item, rating = _sorted_ratings(interactions, in_test, " in the test window")
     held = _csr(row_of[user], column_of[item], rating, shape)
     to_val = np.random.default_rng(seed).random(held.nnz) < config.val_fraction
     return RatingSplit(train=train, val=_select(held, to_val), test=_select(held, ~to_val),

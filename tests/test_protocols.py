@@ -157,7 +157,8 @@ def pandas_heldout_counts(x: Interactions, config: HeldoutConfig, seed: int) -> 
         pos = pos[pos["item"].isin(item_count.index[item_count >= config.min_sc])]
     user_count = pos.groupby("user").size()
     pos = pos[pos["user"].isin(user_count.index[user_count >= config.min_uc])]
-    kept = [uid for uid in x.user_ids if uid in set(pos["user"])]  # dense order
+    kept_set = set(pos["user"])
+    kept = [uid for uid in x.user_ids if uid in kept_set]  # dense order
     n = len(kept)
 
     def amount(v):
@@ -338,6 +339,16 @@ def test_rating_protocols_reject_duplicate_pairs():
     x = make_interactions(["a", "a"], [1, 1], [3, 4], [unix("2005-10-01"), unix("2005-10-02")])
     with pytest.raises(DatasetError, match="toy has 1 duplicate .user, item. ratings in the train window"):
         time_split(x, NETFLIX_WINDOWS["3m"])
+    with pytest.raises(DatasetError, match="toy has 1 duplicate .user, item. ratings: keep one rating per pair"):
+        random_split(x)
+
+
+def test_empty_interactions():
+    empty = make_interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), [], name="empty")
+    with pytest.raises(DatasetError, match="^empty has no interactions to split$"):
+        heldout_users(empty, HeldoutConfig(threshold=None, min_uc=0))
+    with pytest.raises(DatasetError, match="^empty has no ratings to split$"):
+        random_split(empty)
 
 
 # ----------------------------------------------------------------------------
