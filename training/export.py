@@ -6,6 +6,8 @@ Layout of ``<export_dir>/model/``::
     weights.*      the model's weights (tf.train.Checkpoint.write)
     ids.npz        original ids of the columns (items) and rows (users)
     titles.json    item id -> title, where the dataset has titles
+    known.npz      every row's known entries (what predict and recommend start from) and, for
+                   rating models, the fallback statistics: item means, global mean, rating range
 
 and ``<export_dir>/saved_model/``, a TensorFlow SavedModel whose ``serving_default``
 signature maps a batch of item-id lists to the top-k recommended item ids.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 
 from data.errors import TrainingError
@@ -53,6 +56,12 @@ def _json_default(obj: Any) -> Any:
 write_json = _write_json
 
 
+def id_array(ids) -> np.ndarray:
+    """Original ids as int64 or fixed-width str: object arrays would need pickle to load."""
+    ids = np.asarray(ids)
+    return ids.astype(str) if ids.dtype == object else ids
+
+
 def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_ids: Optional[np.ndarray] = None,
          titles: Optional[dict] = None, extra: Optional[dict] = None) -> Path:
     """Writes the model's weights, config and id maps under ``export_dir/model``.
@@ -73,9 +82,9 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     else:
         model.save(folder / "baseline.npz")
         config = {}
-    ids = {"item_ids": np.asarray(item_ids)}
+    ids = {"item_ids": id_array(item_ids)}
     if user_ids is not None:
-        ids["user_ids"] = np.asarray(user_ids)
+        ids["user_ids"] = id_array(user_ids)
     np.savez(folder / "ids.npz", **ids)
     _write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
     _write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
@@ -155,3 +164,79 @@ def save_serving(score_fn, item_ids: np.ndarray, export_dir: str | Path, owner: 
     path = Path(export_dir) / SAVED_MODEL_DIR
     tf.saved_model.save(server, str(path), signatures={"serving_default": server.serve})
     return path
+
+
+# --- what predict and recommend need besides the weights ----------------------------------------
+KNOWN_FILE = "known.npz"
+
+
+def known_rows(split) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Every row's known entries in the model's orientation, with the rows' original ids.
+
+    Rating splits: ``train`` [n_rows, n_cols] (users, or items for item-based
+    exports) and ``user_ids``. Heldout splits: the training users' rows, then
+    the validation and test users' fold-in plus target rows (all they have).
+
+    Returns:
+      (float32 CSR [n_rows, n_cols], [n_rows] original row ids).
+    """
+    if hasattr(split, "train_user_ids"):
+        parts = [split.train, split.val_input + split.val_target, split.test_input + split.test_target]
+        ids = np.concatenate([split.train_user_ids, split.val_user_ids, split.test_user_ids])
+        return sp.vstack(parts, format="csr", dtype=np.float32), ids
+    return split.train.tocsr().astype(np.float32), np.asarray(split.user_ids)
+
+
+def save_known(export_dir: str | Path, split, major: str = "users") -> Path:
+    """Writes ``model/known.npz``: each row's known entries and, for rating splits, the fallback statistics.
+
+    Holds the CSR parts of :func:`known_rows` (``data``, ``indices``,
+    ``indptr``, ``shape``), ``row_ids``, and for rating splits
+    ``item_mean`` (float32 [n_items] mean training rating of each item, NaN
+    where it has none, in the order of the item ids), ``global_mean`` and
+    ``rating_range`` ([min, max] training rating).
+
+    Args:
+      split: the split the model was trained on (transposed for ``major="items"``).
+      major: ``users`` or ``items`` (rows of the model are items).
+    """
+    known, row_ids = known_rows(split)
+    arrays = {"data": known.data, "indices": known.indices, "indptr": known.indptr,
+              "shape": np.asarray(known.shape, np.int64), "row_ids": id_array(row_ids)}
+    if not hasattr(split, "train_user_ids") and known.nnz:
+        axis = 1 if major == "items" else 0  # the axis that runs over users
+        sums = np.asarray(known.sum(axis=axis)).ravel()
+        counts = np.asarray((known != 0).sum(axis=axis)).ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            arrays["item_mean"] = (sums / counts).astype(np.float32)
+        arrays["global_mean"] = np.float64(known.data.mean())
+        arrays["rating_range"] = np.array([known.data.min(), known.data.max()], np.float64)
+    folder = Path(export_dir) / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / KNOWN_FILE
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=KNOWN_FILE, suffix=".tmp.npz")
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_known(export_dir: str | Path) -> dict:
+    """Reads :func:`save_known`'s file.
+
+    Returns:
+      dict with ``matrix`` (float32 CSR [n_rows, n_cols]), ``row_ids``, and
+      where present ``item_mean``, ``global_mean``, ``rating_range``.
+
+    Raises:
+      TrainingError: the export predates ``known.npz`` (retrain it).
+    """
+    path = Path(export_dir) / MODEL_DIR / KNOWN_FILE
+    if not path.exists():
+        raise TrainingError(f"{path} is missing: this export was written before predict/recommend by user "
+                            f"existed; rerun the training command with --fresh to re-export it")
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out["matrix"] = sp.csr_matrix((out.pop("data"), out.pop("indices"), out.pop("indptr")),
+                                  shape=tuple(out.pop("shape")))
+    return out

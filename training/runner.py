@@ -39,8 +39,11 @@ class DataConfig:
       val_users, test_users: heldout users, a fraction (< 1) or a count.
       fold: ML-100K official fold for ``fold`` (``u1``..``u5``, ``ua``, ``ub``).
       test_fraction, val_fraction: the ``random`` split.
-      time_window: a ``data.protocols.NETFLIX_WINDOWS`` key for ``time``.
+      time_window: a ``data.protocols.NETFLIX_WINDOWS`` key for ``time``, or
+        explicit dates ``TRAIN_START..TRAIN_END,TEST_START..TEST_END``.
       cache: reuse prepared splits from the cache.
+      user_col, item_col, rating_col, time_col, sep: how to read your own
+        file (see :class:`data.custom.CustomFormat`; None: detect).
     """
 
     dataset: str = "ml-100k"
@@ -57,6 +60,18 @@ class DataConfig:
     val_fraction: float = 0.0
     time_window: str = "3m"
     cache: bool = True
+    user_col: Optional[str] = None
+    item_col: Optional[str] = None
+    rating_col: Optional[str] = None
+    time_col: Optional[str] = None
+    sep: Optional[str] = None
+
+    def custom_format(self):
+        """The :class:`data.custom.CustomFormat` of these fields."""
+        from data.custom import CustomFormat
+
+        return CustomFormat(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
+                            time_col=self.time_col, sep=self.sep)
 
 
 @dataclasses.dataclass
@@ -138,7 +153,7 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
       (split, info): a ``HeldoutSplit`` or ``RatingSplit``, and a dict with the
       dataset, protocol, its config and the split's counts.
     """
-    from data import cache, loader, protocols, registry
+    from data import cache, custom, loader, protocols, registry
 
     protocol = cfg.protocol or default_protocol(task, cfg.dataset)
     if task == "topk" and protocol != "heldout":
@@ -146,11 +161,12 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     if task == "rating" and protocol == "heldout":
         raise ConfigError("rating models need a rating split: --protocol fold, random or time")
     spec = registry.get_spec(cfg.dataset) if cfg.dataset in registry.names() else None
+    load = lambda: loader.load(cfg.dataset, cfg.data_dir, cfg.mirror, cfg.custom_format())
     if protocol == "heldout":
         threshold = cfg.threshold if cfg.threshold is not None else (spec.threshold if spec else None)
         pconfig = protocols.HeldoutConfig(threshold=threshold, min_uc=cfg.min_uc, min_sc=cfg.min_sc,
                                           val_users=cfg.val_users, test_users=cfg.test_users)
-        build = lambda: protocols.heldout_users(loader.load(cfg.dataset, cfg.data_dir, cfg.mirror), pconfig, seed)
+        build = lambda: protocols.heldout_users(load(), pconfig, seed)
     elif protocol == "fold":
         if cfg.dataset != "ml-100k":
             raise ConfigError("--protocol fold is ML-100K's official folds u1..u5/ua/ub; use random or time")
@@ -165,18 +181,17 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
             return split
     elif protocol == "random":
         pconfig = protocols.RandomSplitConfig(test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-        build = lambda: protocols.random_split(loader.load(cfg.dataset, cfg.data_dir, cfg.mirror), pconfig, seed)
+        build = lambda: protocols.random_split(load(), pconfig, seed)
     elif protocol == "time":
-        if cfg.time_window not in protocols.NETFLIX_WINDOWS:
-            raise ConfigError(f"unknown time window '{cfg.time_window}'; use one of "
-                              f"{', '.join(protocols.NETFLIX_WINDOWS)}")
-        pconfig = protocols.NETFLIX_WINDOWS[cfg.time_window]
-        build = lambda: protocols.time_split(loader.load(cfg.dataset, cfg.data_dir, cfg.mirror), pconfig, seed)
+        pconfig = custom.time_window(cfg.time_window)
+        build = lambda: protocols.time_split(load(), pconfig, seed)
     else:
         raise ConfigError(f"unknown protocol '{protocol}'; use heldout, fold, random or time")
     pdict = pconfig if isinstance(pconfig, dict) else dataclasses.asdict(pconfig)
     key = {"dataset": cfg.dataset, "protocol": protocol, "config": pdict, "seed": seed,
            "checksums": dict(spec.checksums) if spec else _file_stamp(cfg.dataset)}
+    if spec is None and not cfg.custom_format().is_default():
+        key["columns"] = dataclasses.asdict(cfg.custom_format())
     if cfg.cache:
         cache_dir = Path(cfg.data_dir or os.environ.get("TFCF_DATA_DIR") or Path.home() / ".cache" / "tfcf")
         split = cache.load_or_build(cache_dir / "prepared", key, build)
@@ -355,6 +370,7 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
         export.save(model, export_dir, cfg.model, split.item_ids, user_ids, titles,
                     extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
                            "major": info.get("major", "users")})
+        export.save_known(export_dir, split, info.get("major", "users"))
         if family.task == "topk":
             score = model if family.trainable else model.score
             export.save_serving(lambda sp: score(sp), split.item_ids, export_dir,
