@@ -40,6 +40,10 @@ class DeepRecConfig:
       last_layer_activations: apply the activation on the output layer too;
         None picks the paper's rule: yes, except for sigmoid and tanh.
       aug_step: dense re-feeding updates after each ordinary update (0 = off).
+      lam: L2 weight on the kernels, ``lam * sum(W**2)`` added to every update's
+        loss (``--lam``). This is the reference's ``torch.optim.Adam(weight_decay=2 * lam)``
+        (PyTorch adds the decay to the gradients); ``--weight_decay`` is the
+        decoupled (AdamW) kind, which differs for adaptive optimizers.
       seed: seed of the initial weights and of the dropout noise.
     """
 
@@ -52,6 +56,7 @@ class DeepRecConfig:
     constrained: bool = False
     last_layer_activations: Optional[bool] = None
     aug_step: int = 1
+    lam: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +76,8 @@ class DeepRecConfig:
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if float(self.lam) < 0:
+            raise ConfigError(f"lam (the L2 weight) must be >= 0, got {self.lam}")
         if int(self.aug_step) < 0:
             raise ConfigError(f"aug_step must be >= 0 (0 turns dense re-feeding off), got {self.aug_step}")
         if self.last_layer_activations is None:

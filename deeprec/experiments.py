@@ -51,6 +51,8 @@ class Setup:
     lr: float = 1e-3
     batch_size: int = 128
     weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     seed: int = 0
     verbose: bool = True
 
@@ -121,7 +123,8 @@ def train(setup: Setup, split, label: str, params: dict, lr: Optional[float] = N
     family = families.get("deeprec")
     dist = distribute.Distribution()
     optim = runner.OptimConfig(optimizer=setup.optimizer, lr=lr, batch_size_train=setup.batch_size,
-                               weight_decay=setup.weight_decay)
+                               weight_decay=setup.weight_decay, lr_milestones=tuple(setup.lr_milestones),
+                               lr_gamma=setup.lr_gamma)
     model = runner.build_model(family, split, {**params, "seed": setup.seed}, precision.FLOAT32)
     run.n_params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     data = runner.make_datasets(family.cls(), split, optim, setup.seed, dist)
@@ -290,7 +293,7 @@ def tune(setup: Setup, grid: Optional[Sequence[dict]] = None) -> Path:
     """Picks a configuration on the validation slice, then reports the test RMSE of that one only.
 
     Each entry of ``grid`` holds DeepRecConfig fields plus optional ``lr``,
-    ``weight_decay`` and ``epochs``. The chosen configuration is retrained (same
+    ``weight_decay``, ``lr_milestones`` and ``epochs``. The chosen configuration is retrained (same
     seed) to report its test RMSE at the best validated epoch; the table also
     gives the ``main.py`` command that retrains it on all training ratings for
     that many epochs.
@@ -301,9 +304,10 @@ def tune(setup: Setup, grid: Optional[Sequence[dict]] = None) -> Path:
     split = load_split(setup)
 
     def run_one(entry: dict, test: bool) -> Run:
-        params = {k: v for k, v in entry.items() if k not in ("lr", "weight_decay", "epochs")}
+        params = {k: v for k, v in entry.items() if k not in _OPTIM_KEYS}
         one = dataclasses.replace(setup, weight_decay=entry.get("weight_decay", setup.weight_decay),
-                                  epochs=entry.get("epochs", setup.epochs))
+                                  epochs=entry.get("epochs", setup.epochs),
+                                  lr_milestones=tuple(entry.get("lr_milestones", setup.lr_milestones)))
         return train(one, split, _describe(entry), params, lr=entry.get("lr"), test=test)
 
     runs = [run_one(entry, test=False) for entry in grid]
@@ -318,6 +322,9 @@ def tune(setup: Setup, grid: Optional[Sequence[dict]] = None) -> Path:
                   f"Tuning DeepRec ({setup.major} as rows) on a validation slice")
 
 
+_OPTIM_KEYS = ("lr", "weight_decay", "epochs", "lr_milestones")
+
+
 def _describe(entry: dict) -> str:
     return ", ".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                      for k, v in entry.items())
@@ -328,6 +335,9 @@ def main_command(setup: Setup, entry: dict, epochs: int) -> str:
     flags = {"model": "deeprec", "dataset": setup.dataset, "major": setup.major, "optimizer": setup.optimizer,
              "lr": entry.get("lr", setup.lr), "weight_decay": entry.get("weight_decay", setup.weight_decay),
              "batch_size_train": setup.batch_size, "number_of_epochs": epochs, "seed": setup.seed}
+    milestones = entry.get("lr_milestones", setup.lr_milestones)
+    if milestones:
+        flags.update(lr_milestones=",".join(map(str, milestones)), lr_gamma=setup.lr_gamma)
     for key, flag in (("hidden", "hidden_layers"), ("activation", "activation"), ("drop_prob", "drop_prob"),
                       ("noise_prob", "noise_prob"), ("aug_step", "aug_step")):
         if key in entry:
@@ -412,6 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the experiment's)")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--lr_milestones", default="", help="epochs at which the lr is multiplied by --lr_gamma")
+    p.add_argument("--lr_gamma", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export_dir", default=None, help="predict: the run folder of the model")
     p.add_argument("--part", default="test", help="predict: test or val pairs")
@@ -436,7 +448,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       mirror=args.data_mirror, major=args.major, val_fraction=args.val_fraction,
                       epochs=args.epochs or epochs, optimizer=args.optimizer,
                       lr=args.lr if args.lr is not None else lr, batch_size=args.batch_size,
-                      weight_decay=args.weight_decay, seed=args.seed)
+                      weight_decay=args.weight_decay, seed=args.seed, lr_gamma=args.lr_gamma,
+                      lr_milestones=tuple(int(m) for m in args.lr_milestones.split(",") if m.strip()))
         (tune if args.command == "tune" else EXPERIMENTS[args.command])(setup)
     except TfcfError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -188,14 +188,14 @@ class DeepRec(Model):
         Gathers the predictions at the non-zeros instead of densifying the input.
 
         Returns:
-          (MMSE float32 scalar, {'rmse': sqrt(MMSE)}).
+          (MMSE + L2 penalty, float32 scalar; {'rmse': sqrt(MMSE)}).
         """
         coo = layers.as_coo(batch["input"])
         pred = self(batch["input"], training=training)
         picked = tf.gather_nd(pred, tf.stack([coo.rows, coo.cols], axis=1))
         total, count = _masked_mse(picked, coo.values)
-        loss = total / tf.maximum(count, 1.0)
-        return loss, {"rmse": tf.sqrt(loss)}
+        mmse = total / tf.maximum(count, 1.0)
+        return mmse + self.l2_penalty(), {"rmse": tf.sqrt(mmse)}
 
     def dense_loss(self, y: tf.Tensor, training: bool = True) -> tuple[tf.Tensor, dict]:
         """Re-feeding loss: masked MSE of ``f(y)`` against dense rows ``y`` [b, n_items].
@@ -204,8 +204,15 @@ class DeepRec(Model):
         loss from equation 1 has all m as non-zeros").
         """
         total, count = _masked_mse(self(y, training=training), y)
-        loss = total / tf.maximum(count, 1.0)
-        return loss, {"refeed_rmse": tf.sqrt(loss)}
+        mmse = total / tf.maximum(count, 1.0)
+        return mmse + self.l2_penalty(), {"refeed_rmse": tf.sqrt(mmse)}
+
+    def l2_penalty(self) -> tf.Tensor:
+        """``lam * sum(W**2)`` over the kernels (a tied kernel counts once); 0 when ``lam`` is 0."""
+        if not self.config.lam:
+            return tf.constant(0.0)
+        kernels = {id(layer.kernel): layer.kernel for layer in self.encoder + self.decoder}
+        return self.config.lam * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels.values()])
 
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
         """One update on the batch, then ``aug_step`` dense re-feeding updates.

@@ -1,6 +1,7 @@
 """DeepRec: shapes, masked MSE by hand, tied weights, re-feeding updates, activations, item-based rows,
 real-data training, the NaN guard, predictions and the main.py run."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -82,6 +83,7 @@ def test_config_defaults_from_dims_and_errors():
                             ({"drop_prob": 1.0}, "drop_prob must be in [0, 1), got 1.0"),
                             ({"noise_prob": -0.1}, "noise_prob must be in [0, 1)"),
                             ({"aug_step": -1}, "aug_step must be >= 0"),
+                            ({"lam": -1.0}, "lam (the L2 weight) must be >= 0, got -1.0"),
                             ({"hidden": ()}, "hidden must hold at least one positive width")]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
             DeepRecConfig(n_items=5, **kwargs)
@@ -160,6 +162,25 @@ def test_loss_equals_numpy_masked_mse_on_random_rows():
     expected = np.sum((pred - dense)[observed] ** 2) / observed.sum()
     np.testing.assert_allclose(float(model.compute_loss({"input": csr_to_sparse(x)}, training=False)[0]),
                                expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_l2_penalty_is_lam_times_sum_of_squared_kernels(constrained):
+    config = DeepRecConfig(n_items=12, hidden=(6, 4), constrained=constrained, seed=16)
+    plain = build(config)
+    reg = build(dataclasses.replace(config, lam=0.5))
+    reg.set_weights(plain.get_weights())
+    x = csr_to_sparse(_ratings(seed=17))
+    (l0, _), (l1, logs) = plain.compute_loss({"input": x}, False), reg.compute_loss({"input": x}, False)
+    # lam * sum over the kernels W of sum(W**2); a tied kernel is one variable and counts once.
+    kernels = [layer.kernel.numpy() for layer in plain.encoder]
+    if not constrained:
+        kernels += [layer.kernel.numpy() for layer in plain.decoder]
+    np.testing.assert_allclose(float(l1) - float(l0), 0.5 * sum(np.sum(k ** 2) for k in kernels), rtol=1e-5)
+    assert float(logs["rmse"]) == pytest.approx(np.sqrt(float(l0)))  # the logged RMSE has no penalty
+    y = tf.constant(_ratings(seed=18).toarray())
+    np.testing.assert_allclose(float(reg.dense_loss(y, False)[0]) - float(plain.dense_loss(y, False)[0]),
+                               float(l1) - float(l0), rtol=1e-5)
 
 
 # --- tied weights -------------------------------------------------------------------
