@@ -37,6 +37,7 @@ import pandas as pd
 from data import protocols
 from data.errors import ConfigError, DatasetError, TfcfError
 from data.types import Interactions, RatingSplit
+from mf.config import MFConfig
 
 _FIELDS = 3
 
@@ -205,7 +206,7 @@ def predict(model, user: np.ndarray, item: np.ndarray, batch_size: int = 100_000
     return np.concatenate([o.numpy() for o in out]) if out else np.zeros(0, np.float32)
 
 
-def complete(problem: CompletionProblem, *, rank: int = 25, use_bias: bool = True, lam: float = 0.0,
+def complete(problem: CompletionProblem, *, rank: int = 25, use_bias: bool = True, lam: float = MFConfig.lam,
              lr: float = 1e-3, weight_decay: float = 1e-5, batch_size: int = 1000, epochs: int = 100,
              patience: int = 5, val_fraction: float = 0.1, seed: int = 0, verbose: bool = False):
     """Trains MF on the known ratings and predicts the test pairs.
@@ -263,7 +264,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="predictions, one per test pair, in input order")
     p.add_argument("--rank", type=int, default=25)
     p.add_argument("--no_bias", action="store_true", help="the report's plain dot product (no biases or mean)")
-    p.add_argument("--lam", type=float, default=0.0, help="L2 weight on each rating's factors and biases")
+    p.add_argument("--lam", type=float, default=MFConfig.lam,
+                   help=f"L2 weight on each rating's factors and biases (default {MFConfig.lam})")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight_decay", type=float, default=1e-5)
     p.add_argument("--batch_size", type=int, default=1000)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from data.errors import ConfigError, DatasetError, TfcfError
 from data.types import RatingSplit
+from mf.config import MFConfig
 from training import distribute, families, precision, runner
 from training.trainer import History, TrainConfig, Trainer
 
@@ -155,7 +156,7 @@ def configurations(ranks: Iterable[int], batch_sizes: Iterable[int], lrs: Iterab
 
 
 def run_grid(split: RatingSplit, grid: Sequence[dict], out: Path, *, dataset: str = "", use_bias: bool = True,
-             lam: float = 0.0, epochs: int = 100, patience: Optional[int] = 5, seed: int = 0,
+             lam: float = MFConfig.lam, epochs: int = 100, patience: Optional[int] = 5, seed: int = 0,
              batch_size_validation: int = 2000, max_steps_per_epoch: Optional[int] = None,
              log: Callable[[str], None] = print) -> list[dict]:
     """Trains every configuration of ``grid`` not yet in ``out``; appends one CSV row each.
@@ -234,7 +235,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", type=_numbers(float), default=[1e-3])
     p.add_argument("--weight_decays", type=_numbers(float), default=[1e-5])
     p.add_argument("--use_bias", type=_bool, default=True, help="biases + global mean (default true)")
-    p.add_argument("--lam", type=float, default=0.0, help="L2 weight on each rating's factors and biases")
+    p.add_argument("--lam", type=float, default=MFConfig.lam,
+                   help=f"L2 weight on each rating's factors and biases (default {MFConfig.lam})")
     p.add_argument("--epochs", type=int, default=100, help="most epochs per configuration")
     p.add_argument("--patience", type=int, default=5, help="early stop after this many epochs without improvement")
     p.add_argument("--seed", type=int, default=0)

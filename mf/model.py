@@ -6,13 +6,18 @@ batches, scoring only the target entries (never a dense [b, I] of ratings).
 
 Calling either model:
   ``model({'user': [b], 'item': [b]})`` -> float32 [b] predicted ratings;
-  ``model({'row': [b]})`` (any dict with ``row``, e.g. an evaluation batch)
-  -> float32 [b, n_items] predicted ratings of every item for those users.
+  ``model({'input': SparseTensor [b, I], 'row': [b]})`` (an evaluation batch)
+  or ``model(SparseTensor [b, I])`` -> float32 [b, I]: :meth:`predict_rows`.
+
+A user the model has no row for (``rows=None`` in ``predict_rows``) is the
+average user of a factorization: a zero user vector (and zero user bias), so
+MF predicts ``mu + b_i`` and MultiTaskNet ``MLP([0, q_j, 0])``. Folding a new
+user's ratings into a vector is not implemented.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 import tensorflow as tf
@@ -43,12 +48,20 @@ def _target_pairs(batch: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor, tf.Tenso
     return tf.gather(tf.cast(batch["row"], tf.int32), target.rows), target.cols, target.values
 
 
-def _call(model, inputs: dict[str, Any]) -> tf.Tensor:
-    if "user" in inputs and "item" in inputs:
+def _call(model, inputs) -> tf.Tensor:
+    if isinstance(inputs, dict) and "user" in inputs and "item" in inputs:
         return model.predict_pairs(inputs["user"], inputs["item"])
-    if "row" in inputs:
-        return model.predict_rows(inputs["row"])
-    raise ValueError(f"{type(model).__name__} takes {{'user', 'item'}} or {{'row'}}, got keys {sorted(inputs)}")
+    if isinstance(inputs, dict):
+        return model.predict_rows(inputs["input"], inputs.get("row"))
+    return model.predict_rows(inputs)
+
+
+def _users(layer: keras.layers.Embedding, inputs, rows) -> tf.Tensor:
+    """[b, d] rows of a user table, or zeros (the average user) for users without a row."""
+    if rows is not None:
+        return layer(rows)
+    n_rows = layers.as_coo(inputs).n_rows
+    return tf.zeros(tf.stack([n_rows, layer.output_dim]), layer.compute_dtype)
 
 
 class MatrixFactorization(Model):
@@ -112,12 +125,21 @@ class MatrixFactorization(Model):
         """Predicted ratings of (user, item) pairs: int [b], int [b] -> float32 [b]."""
         return self._pairs(user, item)[0]
 
-    def predict_rows(self, rows: tf.Tensor) -> tf.Tensor:
-        """Predicted ratings of every item: user ids int [b] -> float32 [b, n_items]."""
-        p = self.user_factors(rows)
+    def predict_rows(self, inputs, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Predicted ratings of every item for a batch of users.
+
+        Args:
+          inputs: SparseTensor [b, I] (or the COO dict) of the users' known
+            ratings; only its row count is used.
+          rows: int [b] user ids; None: users without a row (the average user).
+
+        Returns:
+          float32 [b, n_items].
+        """
+        p = _users(self.user_factors, inputs, rows)
         out = tf.matmul(p, _table(self.item_factors, p), transpose_b=True)
         if self.config.use_bias:
-            out = out + self.user_bias(rows) + tf.transpose(_table(self.item_bias, p))
+            out = out + _users(self.user_bias, inputs, rows) + tf.transpose(_table(self.item_bias, p))
         return self.to_float32(out) + self.global_mean()
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> tf.Tensor:
@@ -216,9 +238,17 @@ class MultiTaskNet(Model):
         """Interaction scores p_ij of (user, item) pairs: int [b], int [b] -> float32 [b]."""
         return self._interaction(self.user_embedding(user), item)
 
-    def score_rows(self, rows: tf.Tensor) -> tf.Tensor:
-        """Interaction scores of every item: user ids int [b] -> float32 [b, n_items]."""
-        u = self.user_embedding(rows)
+    def score_rows(self, inputs, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Interaction scores p_ij of every item (the ranking MRR evaluates).
+
+        Args:
+          inputs: SparseTensor [b, I] of the users' known items; only its row count is used.
+          rows: int [b] user ids; None: users without a row (scores are the item biases).
+
+        Returns:
+          float32 [b, n_items].
+        """
+        u = _users(self.user_embedding, inputs, rows)
         scores = tf.matmul(u, _table(self.item_embedding, u), transpose_b=True)
         return self.to_float32(scores + tf.transpose(_table(self.item_bias, u)))
 
@@ -227,13 +257,20 @@ class MultiTaskNet(Model):
         users, items = self.rating_embeddings()
         return self._rating(users(user), items(item))
 
-    def predict_rows(self, rows: tf.Tensor) -> tf.Tensor:
-        """Predicted ratings of every item: user ids int [b] -> float32 [b, n_items].
+    def predict_rows(self, inputs, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Predicted ratings of every item for a batch of users.
 
         Runs the MLP on b x n_items pairs (b x I x 3d activations): for small b.
+
+        Args:
+          inputs: SparseTensor [b, I] of the users' known ratings; only its row count is used.
+          rows: int [b] user ids; None: users without a row (a zero user vector).
+
+        Returns:
+          float32 [b, n_items].
         """
         users, items = self.rating_embeddings()
-        u = users(rows)[:, None, :]
+        u = _users(users, inputs, rows)[:, None, :]
         q = _table(items, u)[None, :, :]
         return self._rating(tf.broadcast_to(u, [tf.shape(u)[0], tf.shape(q)[1], tf.shape(u)[2]]),
                             tf.broadcast_to(q, [tf.shape(u)[0], tf.shape(q)[1], tf.shape(q)[2]]))
@@ -264,7 +301,8 @@ class MultiTaskNet(Model):
         """
         user, item, rating = _target_pairs(batch)
         return {"mse": losses.squared_error_sum(self.predict_pairs(user, item), rating),
-                "mrr": metrics.mrr(self.score_rows(batch["row"]), batch["target"], seen=batch["input"])}
+                "mrr": metrics.mrr(self.score_rows(batch["input"], batch["row"]), batch["target"],
+                                   seen=batch["input"])}
 
     def dummy_batch(self) -> dict[str, Any]:
         zero = tf.zeros([1], tf.int32)
