@@ -3,6 +3,10 @@
     python main.py --train --test                      # Mult-VAE on ml-100k
     python main.py --train --test --benchmark --use_tf_amp --dataset ml-latest-small
     python main.py --recommend 1,50,181 --export_dir runs/ml-100k-vae
+    python main.py --train --test --model mf --dataset my_ratings.csv    # your own file
+    python main.py --predict pairs.csv --output predictions.csv --export_dir runs/my_ratings.csv-mf
+    python main.py --recommend_users 1,2,3 --format csv --export_dir runs/ml-100k-vae
+    python main.py --compare popularity,ease,vae,dae --dataset ml-latest-small
 
 Modes run in the order train, test, benchmark (any subset, at least one); a
 second run of the same command resumes from its latest checkpoint.
@@ -26,6 +30,22 @@ flags.DEFINE_bool("benchmark", False, "Time training and validation epochs after
 flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids): print the top --top_k items "
                     "recommended for a user who has them, from the model in --export_dir.")
 flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.")
+flags.DEFINE_list("recommend_users", None, "Comma-separated user ids (original ids): the top --top_k items for each, "
+                  "without the items they already have, from the model in --export_dir.")
+flags.DEFINE_string("recommend_users_file", None, "Like --recommend_users, from a file of user ids (one a line, or "
+                    "the user column of a CSV).")
+flags.DEFINE_enum("format", "text", ["text", "csv"], "Recommendations as text or as CSV user,rank,item,title,score.")
+flags.DEFINE_string("predict", None, "A file of (user, item) pairs in original ids (CSV/TSV/Parquet, header "
+                    "optional; read with --user_col/--item_col/--sep): write user,item,prediction from the rating "
+                    "model in --export_dir.")
+flags.DEFINE_enum("unseen", "fallback", ["fallback", "model"], "--predict: a pair whose user or item has no "
+                  "training rating gets the item's mean rating, else the global mean (fallback), or the model's "
+                  "output as --test scores it (model).")
+flags.DEFINE_bool("clip_predictions", False, "--predict: clip predictions to the training rating range.")
+flags.DEFINE_string("output", None, "--predict/--recommend*: the file to write (default stdout).")
+flags.DEFINE_list("compare", None, "Train and test these models on one dataset, protocol and seed, e.g. "
+                  "popularity,ease,vae,dae or mf,deeprec,multitask; writes compare.md/.json/.png into --export_dir "
+                  "(default runs/<dataset>-compare); models with test results there are not retrained.")
 # --- model ---
 flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity (top-k); deeprec, mf, multitask (ratings).")
 flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
@@ -78,6 +98,15 @@ flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), f
 flags.DEFINE_float("threshold", None, "Binarize ratings >= threshold (default: the dataset's, 4 for MovieLens).")
 flags.DEFINE_float("heldout_users", 0.1, "Validation and test users each: a fraction (<1) or a count.")
 flags.DEFINE_integer("min_uc", 5, "Keep users with at least this many positives.")
+flags.DEFINE_string("time_window", "3m", "--protocol time: full, 3m, 6m, 1y (DeepRec's Netflix windows) or dates "
+                    "TRAIN_START..TRAIN_END,TEST_START..TEST_END for your own data.")
+# --- your own file (--dataset path/to/file.csv|.tsv|.dat|.parquet) ---
+flags.DEFINE_string("user_col", None, "The user column: a header name or a field number from 1 (default: detected).")
+flags.DEFINE_string("item_col", None, "The item column (default: detected).")
+flags.DEFINE_string("rating_col", None, "The rating column; 'none': implicit data, every row a positive "
+                    "(default: detected; implicit when there is none).")
+flags.DEFINE_string("time_col", None, "The time column (unix seconds or dates); 'none': ignore (default: detected).")
+flags.DEFINE_string("sep", None, "Field separator: ',', tab, '::', ';', '|' or space (default: detected).")
 # --- run ---
 flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, logs, results.json "
                     "(default runs/<dataset>-<model>).")
@@ -109,7 +138,9 @@ def configs():
         model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
         data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
                         protocol=FLAGS.protocol, threshold=FLAGS.threshold, min_uc=FLAGS.min_uc,
-                        val_users=heldout, test_users=heldout),
+                        val_users=heldout, test_users=heldout, time_window=FLAGS.time_window,
+                        user_col=FLAGS.user_col, item_col=FLAGS.item_col, rating_col=FLAGS.rating_col,
+                        time_col=FLAGS.time_col, sep=FLAGS.sep),
         optim=OptimConfig(optimizer=FLAGS.optimizer, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
                           batch_size_train=FLAGS.batch_size_train, batch_size_validation=FLAGS.batch_size_validation,
                           lr_milestones=tuple(int(m) for m in FLAGS.lr_milestones or ()), lr_gamma=FLAGS.lr_gamma),
@@ -162,10 +193,39 @@ def _horovodrun(n: int) -> int:
     return status
 
 
+def _reads_an_export() -> bool:
+    """Whether this command only reads an exported model (one process, no training)."""
+    return any(v is not None for v in (FLAGS.recommend, FLAGS.recommend_users, FLAGS.recommend_users_file,
+                                       FLAGS.predict))
+
+
+def _export_tools() -> None:
+    """--predict, --recommend_users(_file), --recommend: one library call each."""
+    from data.custom import CustomFormat
+    from training import predict, recommend
+
+    export_dir = FLAGS.export_dir or configs().export_dir
+    if FLAGS.predict is not None:
+        fmt = CustomFormat(user_col=FLAGS.user_col, item_col=FLAGS.item_col, rating_col=FLAGS.rating_col,
+                           time_col="none", sep=FLAGS.sep)
+        predict.predict_file(export_dir, FLAGS.predict, FLAGS.output, fmt, FLAGS.unseen, FLAGS.clip_predictions)
+    elif FLAGS.recommend is None:
+        users = FLAGS.recommend_users or recommend.read_user_ids(FLAGS.recommend_users_file)
+        recs = recommend.recommend_users(export_dir, users, FLAGS.top_k)
+        recommend.write_recommendations(recs, FLAGS.format, FLAGS.output)
+    else:
+        items = [s.strip() for s in FLAGS.recommend.split(",") if s.strip()]
+        if FLAGS.format == "text" and FLAGS.output is None:
+            recommend.print_recommendations(export_dir, items, FLAGS.top_k)
+        else:
+            recommend.write_recommendations(recommend.recommend(export_dir, items, FLAGS.top_k), FLAGS.format,
+                                            FLAGS.output)
+
+
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.number_of_gpus > 1 and FLAGS.recommend is None and "HOROVOD_RANK" not in os.environ:
+    if FLAGS.number_of_gpus > 1 and not _reads_an_export() and "HOROVOD_RANK" not in os.environ:
         return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
     # TensorFlow's savers log every checkpoint at INFO through absl: keep the console to our own lines.
@@ -173,11 +233,14 @@ def main(argv) -> int:
     from data.errors import TfcfError
 
     try:
-        if FLAGS.recommend is not None:
-            from training import recommend
+        if _reads_an_export():
+            _export_tools()
+            return 0
+        if FLAGS.compare is not None:
+            from training import compare
 
-            items = [s.strip() for s in FLAGS.recommend.split(",") if s.strip()]
-            recommend.print_recommendations(FLAGS.export_dir or configs().export_dir, items, FLAGS.top_k)
+            out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-compare")
+            compare.compare(FLAGS.compare, configs(), out)
             return 0
         from training import runner
 

@@ -206,7 +206,8 @@ def read_table(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), what:
 
 # ----------------------------------------------------------------------------- columns
 
-def _normalize(name: str) -> str:
+def column_key(name: str) -> str:
+    """A header name as compared with :data:`ALIASES`: lower case, letters and digits only."""
     return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
 
@@ -224,7 +225,8 @@ def _field_number(value: str) -> Optional[int]:
     return int(value) - 1 if value.isdigit() and int(value) > 0 else None
 
 
-def _resolve(fields: tuple[str, ...], header: bool, fmt: CustomFormat, path: Path) -> dict[str, Optional[int]]:
+def _resolve(fields: tuple[str, ...], header: bool, fmt: CustomFormat, path: Path,
+             what: str = "interactions") -> dict[str, Optional[int]]:
     """role -> 0-based column position (None: the file has no such column).
 
     Raises:
@@ -255,7 +257,7 @@ def _resolve(fields: tuple[str, ...], header: bool, fmt: CustomFormat, path: Pat
         if role in positions or fmt.given(role) is not None:
             continue
         if header:
-            names = [_normalize(f) for f in fields]
+            names = [column_key(f) for f in fields]
             match = next((i for alias in ALIASES[role] for i, n in enumerate(names)
                           if n == alias and i not in taken), None)
         else:
@@ -273,7 +275,7 @@ def _resolve(fields: tuple[str, ...], header: bool, fmt: CustomFormat, path: Pat
     if len(set(used)) != len(used):
         clash = ", ".join(f"--{r}_col" for r in ROLES if r in positions and used.count(positions[r]) > 1)
         raise ConfigError(f"{path}: {clash} name the same column; give each role its own column")
-    if "rating" not in positions and fmt.rating_col is None:
+    if "rating" not in positions and fmt.rating_col is None and what == "interactions":
         logger.warning("%s: no rating column among (%s): every row is one positive interaction (rating 1); "
                        "pass --rating_col NAME to use one", path, found)
     return {role: positions.get(role) for role in ROLES}
@@ -353,7 +355,7 @@ def _read_parquet(path: Path, fmt: CustomFormat, what: str) -> Table:
         raise DatasetError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())}); "
                            f"re-export it") from None
     fields = tuple(schema.names)
-    positions = _resolve(fields, True, fmt, path)
+    positions = _resolve(fields, True, fmt, path, what)
     used = {role: fields[p] for role, p in positions.items() if p is not None}
     try:
         frame = pd.read_parquet(path, columns=list(dict.fromkeys(used.values())))
@@ -424,7 +426,7 @@ def _layout(path: Path, fmt: CustomFormat, what: str) -> _Layout:
     named = {fmt.given(r) for r in ROLES} - {None}
     known = {a for aliases in ALIASES.values() for a in aliases}
     second = _split(lines[1][1], sep) if len(lines) > 1 else []
-    header = (any(_normalize(f) in known or f in named for f in fields)
+    header = (any(column_key(f) in known or f in named for f in fields)
               or (not any(_is_number(f) for f in fields) and any(_is_number(f) for f in second)))
     if header and len(lines) < 2:
         raise DatasetError(f"{path}: only a header line ({first[:80]!r}), no {what}")
@@ -496,7 +498,7 @@ def _bad_line(path: Path, layout: _Layout, row: Optional[int], reason: Optional[
 
 def _read_text(path: Path, fmt: CustomFormat, what: str) -> Table:
     layout = _layout(path, fmt, what)
-    positions = _resolve(layout.fields, layout.header, fmt, path)
+    positions = _resolve(layout.fields, layout.header, fmt, path, what)
     frame = _read_frame(path, layout, positions)
     if frame is None:
         raise _bad_line(path, layout, None, None)

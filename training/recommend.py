@@ -6,13 +6,15 @@ and read what it recommends.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from data.errors import ConfigError
+from data.errors import ConfigError, DatasetError
 from training import export, families, metrics
 
 
@@ -71,5 +73,147 @@ def print_recommendations(export_dir: str | Path, items: Sequence, k: int = 10) 
     _, _, ids, titles = export.load(export_dir, families.FAMILIES)
     given = ", ".join(f"{i} ({titles.get(str(i), '?')})" for i in items)
     print(f"given: {given}")
-    for rank, rec in enumerate(recommend(export_dir, items, k), 1):
-        print(f"{rank:3d}. {rec['item']}  {rec['title'] or ''}  ({rec['score']:.3f})")
+    write_recommendations(recommend(export_dir, items, k), "text")
+
+
+# --- recommendations for known users, by original id; text or CSV ------------------------------------
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 [b, k] columns, float32 [b, k] scores) of the k best columns per row, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    cols = np.take_along_axis(part, order, axis=1)
+    return cols, np.take_along_axis(scores, cols, axis=1)
+
+
+def recommend_users(export_dir: str | Path, users: Sequence, k: int = 10, batch_size: int = 1000) -> list[dict]:
+    """The top-k items for known users, excluding every item they already have.
+
+    Works for every exported model: top-k models score a user's known items
+    (a heldout user's fold-in and target items, a training user's row);
+    rating models rank items by predicted rating (item-based DeepRec runs
+    every item row and reads the user's column) and leave out items without
+    any training rating.
+
+    Args:
+      export_dir: a run folder with an exported model.
+      users: original user ids (int or str, as in the data).
+      k: items per user.
+      batch_size: users (or item rows) per forward pass.
+
+    Returns:
+      Dicts ``{'user', 'rank', 'item', 'title', 'score'}``, user by user in the
+      given order (repeats dropped), best item first; fewer than ``k`` for a
+      user who has nearly every item.
+
+    Raises:
+      ConfigError: no users, or ids the model does not know (listed).
+    """
+    from training.predict import open_export, row_scores
+
+    users = list(dict.fromkeys(str(u) for u in users))
+    if not users:
+        raise ConfigError("give at least one user id to recommend for")
+    exp = open_export(export_dir)
+    index = exp.user_index(users)
+    if (index < 0).any():
+        missing = [u for u, i in zip(users, index) if i < 0]
+        raise ConfigError(f"user ids not known to the model: {', '.join(missing[:10])}"
+                          f"{' ...' if len(missing) > 10 else ''} (ids are the dataset's original user ids)")
+    if exp.rows_are_items:
+        # Every item row is run once; each user is a column of the output.
+        n_rows = exp.known.shape[0]
+        scores = np.empty((len(index), n_rows), np.float32)
+        for start, block in row_scores(exp, np.arange(n_rows), batch_size):
+            scores[:, start:start + len(block)] = block[:, index].T
+        seen = exp.known[:, index].T.tocoo()
+        blocks = [(0, scores, seen)]
+    else:
+        def blocks_of():
+            for start, block in row_scores(exp, index, batch_size):
+                yield start, block, exp.known[index[start:start + len(block)]].tocoo()
+        blocks = blocks_of()
+    # A rating model's prediction for an item without training ratings is untrained noise: never recommend one.
+    cold = exp.counts()[1] == 0 if exp.meta.get("task") == "rating" else np.zeros(len(exp.item_ids), bool)
+    out = []
+    for start, scores, seen in blocks:
+        scores = scores.copy()
+        scores[seen.row, seen.col] = -np.inf
+        scores[:, cold] = -np.inf
+        cols, values = _top_k(scores, k)
+        ranks = np.broadcast_to(np.arange(1, cols.shape[1] + 1), cols.shape)
+        rows = np.broadcast_to(np.arange(cols.shape[0])[:, None], cols.shape)
+        keep = np.isfinite(values)
+        item_ids = exp.item_ids[cols[keep]]
+        out += [{"user": users[start + r], "rank": int(rank), "item": item.item() if hasattr(item, "item") else item,
+                 "title": exp.titles.get(str(item)), "score": float(v)}
+                for r, rank, item, v in zip(rows[keep], ranks[keep], item_ids, values[keep])]
+    return out
+
+
+def write_recommendations(recs: list[dict], fmt: str = "text", output: Optional[str | Path] = None) -> None:
+    """Writes recommendations as text (one block per user) or CSV.
+
+    Args:
+      recs: dicts of :func:`recommend_users` (with ``user`` and ``rank``) or of
+        :func:`recommend` (without them).
+      fmt: ``text`` or ``csv`` (columns ``user,rank,item,title,score``; no
+        ``user`` column for an item-list recommendation).
+      output: a file; None writes to stdout.
+
+    Raises:
+      ConfigError: an unknown format.
+    """
+    if fmt not in ("text", "csv"):
+        raise ConfigError(f"--format {fmt!r}: use text or csv")
+    frame = pd.DataFrame(recs, columns=["user", "rank", "item", "title", "score"])
+    if "rank" not in (recs[0] if recs else {}):
+        frame["rank"] = np.arange(1, len(frame) + 1)
+        frame = frame.drop(columns="user")
+    if fmt == "csv":
+        frame.to_csv(output if output is not None else sys.stdout, index=False, float_format="%.6g",
+                     lineterminator="\n")
+        return
+    lines = []
+    for user, group in frame.groupby("user", sort=False) if "user" in frame else [(None, frame)]:
+        if user is not None:
+            lines.append(f"user {user}:")
+        lines += [f"{r.rank:3d}. {r.item}  {r.title or ''}  ({r.score:.3f})" for r in group.itertuples()]
+    text = "\n".join(lines) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)
+
+
+def read_user_ids(path: str | Path) -> list[str]:
+    """User ids from a file: one a line, or the user column of a CSV/TSV with a header.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The ids as text, in file order.
+
+    Raises:
+      DatasetError: missing or empty file, or an empty id (``file:line``).
+    """
+    from data.custom import ALIASES, column_key
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no such file {path}: give a file of user ids, one a line")
+    lines = pd.Series(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), dtype=str)
+    lines = lines[lines.str.strip() != ""]
+    fields = lines.str.split(r",|\t|;|\||::", regex=True)
+    header = fields.iloc[0] if len(fields) else []
+    column = next((i for i, name in enumerate(header) if column_key(name) in ALIASES["user"]), None)
+    ids = fields.iloc[1:].str[column] if column is not None else fields.str[0]
+    ids = ids.str.strip()
+    if not len(ids):
+        raise DatasetError(f"{path}: no user ids; write one id a line")
+    empty = (ids.isna() | (ids == "")).to_numpy()
+    if empty.any():
+        line = int(ids.index[np.argmax(empty)]) + 1
+        raise DatasetError(f"{path}:{line}: no user id on this line; write one id a line")
+    return ids.tolist()

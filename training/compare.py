@@ -1,0 +1,200 @@
+"""One command, several models, one report: which model for this data?
+
+:func:`compare` trains and tests a list of models on one dataset, protocol and
+seed (so on the very same split: the prepared split is cached by exactly those),
+each in its own run folder ``<out>/<model>/``, and writes into ``<out>/``:
+
+* ``compare.md``   a markdown table of the test metrics, training time and epochs;
+* ``compare.json`` the same numbers (and each run folder);
+* ``compare.png``  a bar chart, one panel per metric plus training time.
+
+It is resumable: a model whose ``results.json`` already holds test metrics for
+the same data settings and seed is not retrained (its numbers are reused and
+the log says so); an interrupted model resumes from its latest checkpoint.
+
+Top-k models (``popularity``, ``ease``, ``vae``, ``dae``) are scored by
+ranking metrics on held-out users, rating models (``mf``, ``deeprec``,
+``multitask``) by RMSE on held-out ratings: they cannot share a table, and a
+list mixing both is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Sequence, Union
+
+from data.errors import ConfigError
+from training import distribute, export, families, runner
+
+REPORT = "compare"
+# Metrics where lower is better; every other metric is better higher.
+_LOWER_IS_BETTER = ("rmse", "mse")
+
+
+def parse_models(models: Union[str, Sequence[str]]) -> list[str]:
+    """The model list of ``--compare``, checked.
+
+    Args:
+      models: ``"popularity,ease,vae"`` or a sequence of family names.
+
+    Returns:
+      The distinct names in the given order.
+
+    Raises:
+      ConfigError: empty, unknown names, or top-k and rating models mixed.
+    """
+    names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise ConfigError("--compare needs model names, e.g. --compare popularity,ease,vae,dae")
+    tasks = {name: families.get(name).task for name in names}
+    if len(set(tasks.values())) > 1:
+        topk = ", ".join(n for n, t in tasks.items() if t == "topk")
+        rating = ", ".join(n for n, t in tasks.items() if t == "rating")
+        raise ConfigError(f"--compare: {topk} rank items (top-k metrics on held-out users) but {rating} predict "
+                          f"ratings (RMSE): they cannot share a table; compare each group in its own run")
+    return names
+
+
+def _jsonable(obj) -> object:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _reusable(path: Path, cfg: runner.RunConfig) -> bool:
+    """Whether ``path`` (a results.json) already holds test metrics of this model, data and seed.
+
+    Raises:
+      ConfigError: it holds results of another setup (the message says which).
+    """
+    if not path.exists():
+        return False
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # a damaged file is rewritten by the new run
+    if "test" not in results:
+        return False
+    old = results.get("config", {})
+    new = _jsonable(dataclasses.asdict(cfg))
+    differs = [key for key in ("model", "seed", "data") if old.get(key) != new[key]]
+    if differs:
+        raise ConfigError(f"{path} holds results of another {'/'.join(differs)} setting; pass --fresh to retrain "
+                          f"every model, or another --export_dir")
+    return True
+
+
+def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: Union[str, Path],
+            verbose: bool = True) -> dict:
+    """Trains and tests each model on the same split; writes the table, JSON and chart.
+
+    Args:
+      models: family names (see :func:`parse_models`).
+      base: the run settings shared by every model (data, seed, optimizer,
+        epochs, hyper-parameters; each family takes only its own). ``modes``
+        and ``export_dir`` are replaced; ``base.train.fresh`` retrains all.
+      out_dir: the comparison folder; model ``m`` runs in ``out_dir/m``.
+      verbose: print progress and the final table.
+
+    Returns:
+      The report written to ``compare.json``: ``dataset``, ``protocol``,
+      ``seed``, ``task``, ``metrics`` (names, table order) and ``models``
+      (``model``, ``export_dir``, ``test`` metrics, ``train_seconds``,
+      ``epochs``, ``reused``).
+    """
+    names = parse_models(models)
+    out_dir = Path(out_dir)
+    rows = []
+    info = {}
+    for name in names:
+        run_dir = out_dir / name
+        cfg = dataclasses.replace(base, model=name, modes=("train", "test"), export_dir=str(run_dir),
+                                  train=dataclasses.replace(base.train, export_dir=str(run_dir)))
+        path = run_dir / "results.json"
+        reused = not base.train.fresh and _reusable(path, cfg)
+        if reused:
+            results = json.loads(path.read_text())
+            if verbose:
+                print(f"compare: {name}: test metrics already in {path}; not retrained", flush=True)
+        else:
+            if verbose:
+                print(f"compare: {name}: training in {run_dir}", flush=True)
+            results = runner.run(cfg)
+        info = results.get("data", info)
+        train = results.get("train", {})
+        rows.append({"model": name, "export_dir": str(run_dir), "reused": reused,
+                     "test": {k: v for k, v in results["test"].items() if not k.endswith("/count")},
+                     "train_seconds": train.get("train_seconds"), "epochs": train.get("epochs")})
+    metrics = list(dict.fromkeys(k for row in rows for k in row["test"]))
+    report = {"dataset": base.data.dataset, "protocol": info.get("protocol"), "seed": base.seed,
+              "task": families.get(names[0]).task, "metrics": metrics, "models": rows}
+    if distribute.get(base.distribution).is_chief:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        export.write_json(out_dir / f"{REPORT}.json", report)
+        (out_dir / f"{REPORT}.md").write_text(markdown(report))
+        plot(report, out_dir / f"{REPORT}.png")
+        if verbose:
+            print(markdown(report), flush=True)
+            print(f"compare: wrote {REPORT}.md, {REPORT}.json and {REPORT}.png in {out_dir}", flush=True)
+    return report
+
+
+def _best(report: dict, metric: str) -> float:
+    values = [row["test"].get(metric, math.nan) for row in report["models"]]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return math.nan
+    return min(values) if metric.rsplit("/", 1)[-1] in _LOWER_IS_BETTER else max(values)
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown table; the best value of each metric in bold.
+
+    Returns:
+      A title line, a blank line and the table (one row per model).
+    """
+    metrics = report["metrics"]
+    best = {m: _best(report, m) for m in metrics}
+
+    def cell(metric: str, value) -> str:
+        if value is None or not math.isfinite(value):
+            return ""
+        text = f"{value:.4f}"
+        return f"**{text}**" if value == best[metric] else text
+
+    head = ["model", *metrics, "train time (s)", "epochs"]
+    lines = [f"{report['dataset']}, protocol {report['protocol']}, seed {report['seed']} (test metrics)", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in report["models"]:
+        seconds = row["train_seconds"]
+        cells = [row["model"], *(cell(m, row["test"].get(m)) for m in metrics),
+                 f"{seconds:.1f}" if seconds is not None else "", str(row["epochs"] if row["epochs"] is not None else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Union[str, Path]) -> Path:
+    """A PNG bar chart: one panel per test metric, and one of training time.
+
+    Uses matplotlib's Agg canvas directly (no pyplot, no global backend).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [row["model"] for row in report["models"]]
+    panels = [(m, [row["test"].get(m, math.nan) for row in report["models"]]) for m in report["metrics"]]
+    panels.append(("train time (s)", [row["train_seconds"] or 0.0 for row in report["models"]]))
+    fig = Figure(figsize=(3.2 * len(panels), 3.2))
+    FigureCanvasAgg(fig)
+    for i, (title, values) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        bars = ax.bar(names, values, color=[f"C{j}" for j in range(len(names))])
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    fig.suptitle(f"{report['dataset']} ({report['protocol']}, seed {report['seed']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)
