@@ -167,6 +167,7 @@ def write_recommendations(recs: list[dict], fmt: str = "text", output: Optional[
     if fmt not in ("text", "csv"):
         raise ConfigError(f"--format {fmt!r}: use text or csv")
     frame = pd.DataFrame(recs, columns=["user", "rank", "item", "title", "score"])
+    frame["title"] = frame["title"].fillna("")
     if "rank" not in (recs[0] if recs else {}):
         frame["rank"] = np.arange(1, len(frame) + 1)
         frame = frame.drop(columns="user")
@@ -178,7 +179,7 @@ def write_recommendations(recs: list[dict], fmt: str = "text", output: Optional[
     for user, group in frame.groupby("user", sort=False) if "user" in frame else [(None, frame)]:
         if user is not None:
             lines.append(f"user {user}:")
-        lines += [f"{r.rank:3d}. {r.item}  {r.title or ''}  ({r.score:.3f})" for r in group.itertuples()]
+        lines += [f"{r.rank:3d}. {r.item}  {r.title}  ({r.score:.3f})" for r in group.itertuples()]
     text = "\n".join(lines) + "\n"
     if output is None:
         sys.stdout.write(text)

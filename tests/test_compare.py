@@ -1,0 +1,142 @@
+"""compare: one split for every model, table/JSON/PNG, resume without retraining, refused mixes; the runner on
+your own file gives the built-in dataset's numbers; main.py --compare."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+import main
+from data.errors import ConfigError
+from training import compare, runner
+from training.trainer import TrainConfig
+
+
+def base_config(mirror, data_dir, dataset="ml-100k", **data):
+    return runner.RunConfig(
+        data=runner.DataConfig(dataset=str(dataset), mirror=str(mirror), data_dir=str(data_dir), **data),
+        train=TrainConfig(epochs=1, validation_step=1, verbose=False))
+
+
+@pytest.fixture(scope="module")
+def compared(mirror, tmp_path_factory):
+    """popularity and ease compared on ML-100K, then the same call again."""
+    out = tmp_path_factory.mktemp("cmp")
+    cfg = base_config(mirror, tmp_path_factory.mktemp("data"))
+    first = compare.compare("popularity,ease", cfg, out, verbose=False)
+    stamps = {m: (out / m / "results.json").stat().st_mtime_ns for m in ("popularity", "ease")}
+    return out, cfg, first, stamps
+
+
+def test_every_model_has_test_metrics_on_the_same_split(compared):
+    out, _, report, _ = compared
+    assert [row["model"] for row in report["models"]] == ["popularity", "ease"]
+    assert report["task"] == "topk" and report["protocol"] == "heldout"
+    assert report["metrics"] == ["ndcg@100", "recall@20", "recall@50"]
+    counts = [json.loads((out / m / "results.json").read_text())["data"]["counts"] for m in ("popularity", "ease")]
+    assert counts[0] == counts[1]
+    pop, ease = (row["test"]["ndcg@100"] for row in report["models"])
+    assert ease > pop  # EASE beats popularity on ML-100K by a wide margin (0.46 vs 0.29)
+    assert json.loads((out / "compare.json").read_text()) == json.loads(json.dumps(report))
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_second_call_trains_nothing(compared, capsys):
+    out, cfg, first, stamps = compared
+    again = compare.compare(["popularity", "ease"], cfg, out)
+    log = capsys.readouterr().out
+    assert log.count("not retrained") == 2 and "training in" not in log
+    assert [row["reused"] for row in again["models"]] == [True, True]
+    assert {m: (out / m / "results.json").stat().st_mtime_ns for m in stamps} == stamps
+    assert [row["test"] for row in again["models"]] == [row["test"] for row in first["models"]]
+
+
+def test_an_interrupted_comparison_trains_only_what_is_missing(compared, tmp_path):
+    out, cfg, _, _ = compared
+    import shutil
+
+    shutil.copytree(out, tmp_path / "cmp")
+    results = tmp_path / "cmp" / "ease" / "results.json"
+    partial = json.loads(results.read_text())
+    del partial["test"]  # as if killed between training and testing
+    results.write_text(json.dumps(partial))
+    again = compare.compare("popularity,ease", cfg, tmp_path / "cmp", verbose=False)
+    assert [row["reused"] for row in again["models"]] == [True, False]
+    assert "test" in json.loads(results.read_text())
+
+
+def test_results_of_another_setup_are_not_reused_silently(compared, tmp_path):
+    out, cfg, _, _ = compared
+    import shutil
+
+    shutil.copytree(out, tmp_path / "cmp")
+    other = dataclasses.replace(cfg, seed=1)
+    with pytest.raises(ConfigError, match=r"popularity/results\.json holds results of another seed setting; "
+                                          r"pass --fresh"):
+        compare.compare("popularity", other, tmp_path / "cmp", verbose=False)
+
+
+def test_markdown_table_by_hand():
+    report = {"dataset": "d", "protocol": "random", "seed": 3, "metrics": ["rmse", "mrr"],
+              "models": [{"model": "mf", "test": {"rmse": 0.9, "mrr": float("nan")}, "train_seconds": 1.25,
+                          "epochs": 2},
+                         {"model": "multitask", "test": {"rmse": 0.95, "mrr": 0.1}, "train_seconds": None,
+                          "epochs": None}]}
+    # Lower RMSE is better, higher MRR; NaN and None cells stay empty.
+    assert compare.markdown(report) == (
+        "d, protocol random, seed 3 (test metrics)\n\n"
+        "| model | rmse | mrr | train time (s) | epochs |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| mf | **0.9000** |  | 1.2 | 2 |\n"
+        "| multitask | 0.9500 | **0.1000** |  |  |\n")
+
+
+@pytest.mark.parametrize("models, message", [
+    ("popularity,mf", r"popularity rank items .* but mf predict ratings \(RMSE\): they cannot share a table"),
+    ("vae,transformer", r"unknown model 'transformer'"),
+    (" , ", r"--compare needs model names"),
+])
+def test_bad_model_lists(models, message):
+    with pytest.raises(ConfigError, match=message):
+        compare.parse_models(models)
+
+
+def test_parse_models_drops_repeats():
+    assert compare.parse_models("ease, vae,ease") == ["ease", "vae"]
+
+
+# ----------------------------------------------------------------------------- your own file through the runner
+
+def test_custom_csv_gives_the_builtin_numbers(compared, mirror, tmp_path):
+    out, cfg, first, _ = compared
+    frame = pd.read_csv(mirror / "ml-100k" / "u.data", sep="\t", names=["who", "what", "stars", "when"])
+    path = tmp_path / "mine.csv"
+    frame.to_csv(path, index=False)
+    mine = base_config(mirror, tmp_path / "data", path, threshold=4.0, user_col="who", item_col="what",
+                       rating_col="stars", time_col="when")
+    report = compare.compare("popularity", mine, tmp_path / "cmp", verbose=False)
+    assert report["models"][0]["test"] == first["models"][0]["test"]
+    # Another column mapping of the same file is another split (the cache key holds the columns): with the
+    # timestamps read as ratings every row passes the threshold.
+    _, before = runner.prepare(mine.data, "topk", 0, verbose=False)
+    remapped = dataclasses.replace(mine.data, rating_col="when", time_col="none")
+    _, after = runner.prepare(remapped, "topk", 0, verbose=False)
+    total = lambda info: sum(v for k, v in info["counts"].items() if k.endswith("_nnz"))
+    # Heldout users lose the few clicks on items no training user has: 99,990 of the 100,000 rows stay.
+    assert total(before) < 60000 < len(frame) - 100 < total(after) <= len(frame)
+
+
+def test_main_compare_flag(compared, capsys):
+    out, _, _, _ = compared
+    flags = main.FLAGS
+    flags.unparse_flags()
+    flags(["main.py", "--compare", "popularity,ease", "--export_dir", str(out), "--data_mirror",
+           str(compared[1].data.mirror), "--data_dir", str(compared[1].data.data_dir), "--number_of_epochs", "1",
+           "--validation_step", "1"])
+    try:
+        assert main.main(["main.py"]) == 0
+    finally:
+        flags.unparse_flags()
+    printed = capsys.readouterr().out
+    assert printed.count("not retrained") == 2 and "| popularity |" in printed and "| ease |" in printed
