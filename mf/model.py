@@ -270,10 +270,10 @@ class MultiTaskNet(Model):
           float32 [b, n_items].
         """
         users, items = self.rating_embeddings()
-        u = _users(users, inputs, rows)[:, None, :]
-        q = _table(items, u)[None, :, :]
-        return self._rating(tf.broadcast_to(u, [tf.shape(u)[0], tf.shape(q)[1], tf.shape(u)[2]]),
-                            tf.broadcast_to(q, [tf.shape(u)[0], tf.shape(q)[1], tf.shape(q)[2]]))
+        u = _users(users, inputs, rows)  # [b, d]
+        q = _table(items, u)  # [I, d]
+        pairs = tf.stack([tf.shape(u)[0], tf.shape(q)[0], tf.shape(q)[1]])  # [b, I, d]
+        return self._rating(tf.broadcast_to(u[:, None, :], pairs), tf.broadcast_to(q[None, :, :], pairs))
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> tf.Tensor:
         return _call(self, inputs)

@@ -396,3 +396,21 @@ def test_main_writes_results_and_beats_the_global_mean(main_runs, name, protocol
     assert results["test"]["rmse"] < baseline - 0.1, f"{name}: RMSE {results['test']['rmse']:.4f} vs {baseline:.4f}"
     if name == "multitask":
         assert results["test"]["mrr"] > 0.01 and results["test"]["mrr/count"] > 800
+
+
+@pytest.mark.parametrize("cls, config", [(MatrixFactorization, MFConfig(5, 7, rank=4)),
+                                         (MultiTaskNet, MultiTaskConfig(5, 7, embedding_dim=4))])
+def test_mixed_bfloat16_models_give_float32_outputs_close_to_float32(cls, config):
+    from training import precision
+
+    with precision.policy_scope(precision.MIXED_BFLOAT16):
+        mixed = cls(config)
+        mixed.ensure_built()
+    plain = cls(config)
+    plain.ensure_built()  # the same seed: the same float32 variables
+    loss, logs = mixed.compute_loss(mixed.dummy_batch())
+    assert loss.dtype == tf.float32 and all(v.dtype == tf.float32 for v in logs.values())
+    seen, rows = _sparse(np.eye(2, 7) * 4), tf.constant([3, 1])
+    got, want = mixed.predict_rows(seen, rows), plain.predict_rows(seen, rows)
+    assert got.dtype == tf.float32
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=0.02)
