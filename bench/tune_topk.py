@@ -1,0 +1,73 @@
+"""Chooses top-k hyper-parameters by VALIDATION NDCG@100 only (test metrics are printed, never used to choose).
+
+    python bench/tune_topk.py --dataset ml-100k --out /tmp/tune.md
+
+Each configuration is one ``training.runner.run`` with its own export folder (reruns resume / reuse them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training import runner  # noqa: E402
+from training.trainer import TrainConfig  # noqa: E402
+
+GRID = {
+    "vae": [dict(batch=b, lr=lr, params=p) for b, lr, p in itertools.product(
+        (100,), (1e-3, 3e-3),
+        (dict(), dict(total_anneal_steps=2000), dict(lam=0.01), dict(hidden=(200,), latent=50)))],
+    "dae": [dict(batch=100, lr=lr, params=p) for lr, p in itertools.product(
+        (1e-3, 3e-3), (dict(), dict(lam=0.001)))],
+    "ease": [dict(params=dict(ease_lambda=lam)) for lam in (50.0, 100.0, 200.0, 500.0, 1000.0)],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--models", default="ease,vae,dae")
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--root", default="/tmp/tune")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    rows = []
+    for model in args.models.split(","):
+        for i, setting in enumerate(GRID[model]):
+            export_dir = Path(args.root) / f"{args.dataset}-{model}-{i}"
+            results_path = export_dir / "results.json"
+            if not results_path.exists():
+                cfg = runner.RunConfig(
+                    model=model, modes=("train", "test"), export_dir=str(export_dir),
+                    data=runner.DataConfig(dataset=args.dataset),
+                    optim=runner.OptimConfig(lr=setting.get("lr", 1e-3), batch_size_train=setting.get("batch", 500)),
+                    train=TrainConfig(epochs=args.epochs, validation_step=10, export_dir=str(export_dir),
+                                      verbose=False),
+                    model_params=setting.get("params", {}))
+                runner.run(cfg)
+            res = json.loads(results_path.read_text())
+            row = {"model": model, "setting": json.dumps(setting, default=str),
+                   "val_ndcg@100": res["validation"]["ndcg@100"], **{f"test_{k}": res["test"][k]
+                                                                   for k in ("recall@20", "recall@50", "ndcg@100")},
+                   "best_epoch": (res["train"].get("best") or {}).get("epoch")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    table = ["| model | setting | val NDCG@100 | test R@20 | test R@50 | test NDCG@100 | best epoch |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        table.append(f"| {r['model']} | `{r['setting']}` | {r['val_ndcg@100']:.4f} | {r['test_recall@20']:.4f} | "
+                     f"{r['test_recall@50']:.4f} | {r['test_ndcg@100']:.4f} | {r['best_epoch']} |")
+    print("\n".join(table))
+    if args.out:
+        Path(args.out).write_text("\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()
