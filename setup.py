@@ -22,7 +22,8 @@ setup(
         "matplotlib==3.11.2",
     ],
     extras_require={
-        "test": ["pytest==9.0.3"],
+        # nbclient runs the notebooks in CI (tests/test_notebooks.py) in an ipykernel "python3" kernel.
+        "test": ["pytest==9.0.3", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
         # Built from source against the installed TensorFlow: see scripts/install_horovod.sh.
         "horovod": ["horovod==0.28.1"],
     },
