@@ -175,7 +175,10 @@ def _horovodrun(n: int) -> int:
         return 2
     script = os.path.abspath(sys.argv[0]) if os.path.isfile(sys.argv[0]) else sys.argv[0]
     # --gloo: the controller scripts/install_horovod.sh builds (no MPI); GPU tensors still go through NCCL.
-    command = [launcher, "-np", str(n), "-H", f"localhost:{n}", "--gloo", sys.executable, script, *sys.argv[1:]]
+    # Workers that start more than Gloo's default 30 s apart (TensorFlow imports on a busy host) abort in
+    # hvd.init(); 120 s also bounds how long a frozen (not dead) worker can stall the others.
+    command = [launcher, "-np", str(n), "-H", f"localhost:{n}", "--gloo", "--gloo-timeout-seconds", "120",
+               sys.executable, script, *sys.argv[1:]]
     proc = subprocess.Popen(command)
     try:
         status = proc.wait()
