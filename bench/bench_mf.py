@@ -150,7 +150,7 @@ def homework(args) -> None:
                    f"--factorization_weight {fw} --regression_weight {rw}"
                    f"{'' if shared else ' --no_shared_embeddings'} --export_dir runs/homework/{name}")
         print(f"{name}: test MSE {test['mse']:.4f}, MRR {test['mrr']:.4f}  <- {command}", flush=True)
-    print(f"\n| embeddings | lambda_F / lambda_R | train MSE | train BPR | test MSE | test MRR | MRR / popularity | s |")
+    print("\n| embeddings | lambda_F / lambda_R | train MSE | train BPR | test MSE | test MRR | MRR / popularity | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     print(f"| popularity | | | | | {pop:.4f} | 1.00 | |")
@@ -165,13 +165,14 @@ def folds(args) -> None:
     if args.lam is not None:
         params["lam"] = args.lam
     optim = runner.OptimConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size_train=args.batch_size)
-    print(f"| fold | best epoch | train RMSE | val RMSE | test RMSE | global mean RMSE | s |")
+    print("| fold | best epoch | train RMSE | val RMSE | test RMSE | global mean RMSE | s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     tests = []
     for fold in args.folds.split(","):
         split = rating_split("ml-100k", args, protocol="fold", fold=fold, val_fraction=0.1)
         fit = grid.fit_on_split(split, params, optim, epochs=args.epochs, patience=args.patience, seed=args.seed)
-        test = trainer.evaluate(fit.model.evaluate_step, runner.eval_batches(split.train, split.test, 2000, _dist()))
+        test_batches = runner.eval_batches(split.train, split.test, 2000, _dist())
+        test = trainer.evaluate(fit.model.evaluate_step, test_batches)
         tests.append(test["rmse"])
         mean_rmse = float(np.sqrt(np.mean((split.test.data - split.train.data.mean()) ** 2)))
         print(f"| {fold} | {fit.best_epoch} | {fit.train_rmse:.4f} | {fit.val_rmse:.4f} | {test['rmse']:.4f} | "

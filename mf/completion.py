@@ -125,8 +125,7 @@ def read_problem(path: str | os.PathLike, one_based: bool = False) -> Completion
     """
     path = Path(path)
     frame = _read_fields(path)
-    lines = frame.to_numpy(dtype=object)
-    text = lambda i: " ".join(f for f in lines[i] if f)
+    text = lambda i: " ".join(f for f in frame.iloc[i] if f)  # a line as the message shows it
     n_fields = (frame != "").sum(axis=1).to_numpy()
     used = np.flatnonzero(n_fields > 0)
     if used.size == 0:
