@@ -141,11 +141,14 @@ class HorovodDistribution(Distribution):
           The averaged gradients, None kept in place.
         """
         grads = list(grads)
-        present = [i for i, g in enumerate(grads) if g is not None]
-        if present:
-            reduced = self._hvd.grouped_allreduce([grads[i] for i in present], op=self._hvd.Average)
-            for i, g in zip(present, reduced):
-                grads[i] = g
+        # Horovod groups dense tensors or IndexedSlices, not a mix of both.
+        sparse = [i for i, g in enumerate(grads) if isinstance(g, tf.IndexedSlices)]
+        dense = [i for i, g in enumerate(grads) if g is not None and not isinstance(g, tf.IndexedSlices)]
+        for group in (dense, sparse):
+            if group:
+                reduced = self._hvd.grouped_allreduce([grads[i] for i in group], op=self._hvd.Average)
+                for i, g in zip(group, reduced):
+                    grads[i] = g
         return grads
 
     def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
