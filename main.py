@@ -52,7 +52,7 @@ flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scali
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
 flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
 flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
-flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.01).")
+flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.001).")
 flags.DEFINE_list("hidden_layers", None, "Hidden layer widths, e.g. 600 for Mult-VAE [I-600-200-600-I].")
 flags.DEFINE_integer("latent_dim", None, "Latent code width (Mult-VAE 200).")
 flags.DEFINE_float("dropout", None, "Input dropout rate (Mult-VAE 0.5).")

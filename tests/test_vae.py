@@ -30,7 +30,7 @@ def test_architecture_vae_and_dae():
     assert shapes["decoder_out/kernel"] == (16, 30)
     dae = build(VAEConfig.dae(30, latent=5))
     assert sorted(tuple(w.shape) for w in dae.trainable_weights if "kernel" in w.path) == [(5, 30), (30, 5)]
-    assert dae.config.lam == 0.01 and not dae.config.variational
+    assert dae.config.lam == 0.001 and not dae.config.variational
 
 
 def test_eval_loss_equals_numpy_multinomial_likelihood_and_kl():
