@@ -92,6 +92,11 @@ def test_markdown_table_by_hand():
         "| multitask | 0.9500 | **0.1000** |  |  |\n")
 
 
+def test_table_metrics_keep_rmse_not_mse():
+    rows = [{"test": {"mse": 0.81, "rmse": 0.9}}, {"test": {"mrr": 0.1, "mse": 1.0, "rmse": 1.0, "val/mse": 1.0}}]
+    assert compare.table_metrics(rows) == ["rmse", "mrr", "val/mse"]
+
+
 @pytest.mark.parametrize("models, message", [
     ("popularity,mf", r"popularity rank items .* but mf predict ratings \(RMSE\): they cannot share a table"),
     ("vae,transformer", r"unknown model 'transformer'"),

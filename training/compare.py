@@ -100,7 +100,8 @@ def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: 
 
     Returns:
       The report written to ``compare.json``: ``dataset``, ``protocol``,
-      ``seed``, ``task``, ``metrics`` (names, table order) and ``models``
+      ``seed``, ``task``, ``metrics`` (the table's columns: every test metric
+      but ``mse`` next to ``rmse``) and ``models``
       (``model``, ``export_dir``, ``test`` metrics, ``train_seconds``,
       ``epochs``, ``reused``).
     """
@@ -127,9 +128,8 @@ def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: 
         rows.append({"model": name, "export_dir": str(run_dir), "reused": reused,
                      "test": {k: v for k, v in results["test"].items() if not k.endswith("/count")},
                      "train_seconds": train.get("train_seconds"), "epochs": train.get("epochs")})
-    metrics = list(dict.fromkeys(k for row in rows for k in row["test"]))
     report = {"dataset": base.data.dataset, "protocol": info.get("protocol"), "seed": base.seed,
-              "task": families.get(names[0]).task, "metrics": metrics, "models": rows}
+              "task": families.get(names[0]).task, "metrics": table_metrics(rows), "models": rows}
     if distribute.get(base.distribution).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         export.write_json(out_dir / f"{REPORT}.json", report)
@@ -139,6 +139,15 @@ def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: 
             print(markdown(report), flush=True)
             print(f"compare: wrote {REPORT}.md, {REPORT}.json and {REPORT}.png in {out_dir}", flush=True)
     return report
+
+
+def table_metrics(rows: Sequence[dict]) -> list[str]:
+    """The table's metric columns: every test metric of the rows in first-seen order, but ``mse`` next to ``rmse``.
+
+    RMSE says what MSE says, in rating units; the JSON rows keep both.
+    """
+    metrics = list(dict.fromkeys(k for row in rows for k in row["test"]))
+    return [m for m in metrics if not (m.rsplit("/", 1)[-1] == "mse" and m[:-3] + "rmse" in metrics)]
 
 
 def _best(report: dict, metric: str) -> float:
