@@ -25,15 +25,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
 from data.errors import ConfigError, DatasetError, TfcfError
 from data.types import RatingSplit
 from mf.config import MFConfig
-from training import distribute, families, precision, runner
-from training.trainer import History, TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from training import runner
+    from training.trainer import History
 
 # A row's settings (these identify a configuration) and its results.
 SETTINGS = ("dataset", "rank", "batch_size", "lr", "weight_decay", "use_bias", "lam", "max_epochs", "patience",
@@ -87,6 +89,9 @@ def fit_on_split(split: RatingSplit, params: dict, optim: runner.OptimConfig, *,
     Returns:
       A :class:`FitResult`.
     """
+    from training import distribute, families, precision, runner
+    from training.trainer import TrainConfig, Trainer
+
     family = families.get(model)
     dist = distribute.Distribution()
     net = runner.build_model(family, split, {**params, "seed": seed}, precision.FLOAT32)
@@ -176,6 +181,8 @@ def run_grid(split: RatingSplit, grid: Sequence[dict], out: Path, *, dataset: st
     Returns:
       The rows trained by this call (the CSV holds all rows).
     """
+    from training import runner
+
     out = Path(out)
     rows = read_rows(out)
     done = {_key(r) for r in rows}
@@ -247,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from training import runner
+
     args = parser().parse_args(argv)
     try:
         if not 0 < args.val_fraction < 1:
@@ -265,4 +274,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    # The command line, like main.py, keeps TensorFlow's C++ INFO lines off the console.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())
