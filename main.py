@@ -191,8 +191,9 @@ def _horovodrun(n: int) -> int:
             status = 130
     if status:
         where = FLAGS.export_dir or configs().export_dir
-        print(f"error: the {n}-worker Horovod job failed (status {status}; the workers' messages are above); "
-              f"rerunning the same command resumes from the latest checkpoint in {where}", file=sys.stderr)
+        print(f"error: the {n}-worker Horovod job failed (status {status}): see the workers' messages above; "
+              f"if a worker crashed, rerunning the same command resumes from the latest checkpoint in {where}",
+              file=sys.stderr)
     return status
 
 
