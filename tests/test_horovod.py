@@ -288,6 +288,16 @@ def test_world_of_one_collectives_are_exact(alone, tmp_path, monkeypatch):
         np.testing.assert_array_equal(saved, value)
 
 
+def test_xla_compiled_steps_are_refused_with_a_clear_message(alone):
+    grad = tf.ones([2])
+    with pytest.raises(ConfigError) as err:
+        tf.function(lambda g: alone.allreduce_gradients([g]), jit_compile=True)(grad)
+    # The message alone (one line for main.py), not autograph's trace in front of it.
+    assert str(err.value) == ("--xla compiles the whole training step and Horovod's allreduce has no XLA kernel: "
+                              "drop --xla when training on several workers")
+    np.testing.assert_array_equal(tf.function(lambda g: alone.allreduce_gradients([g])[0])(grad), [1, 1])
+
+
 def test_main_without_horovod_says_how_to_install(monkeypatch, capsys):
     import importlib.util
 

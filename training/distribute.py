@@ -73,6 +73,15 @@ def _from_wire(t: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(t, tf.bool) if dtype == tf.bool else tf.bitcast(t, dtype)
 
 
+def _in_xla_function() -> bool:
+    """Whether the function being traced is compiled with XLA (``jit_compile=True``)."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # a private module: without it TensorFlow's own (longer) error remains
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
 class HorovodDistribution(Distribution):
     """One process per GPU (or per CPU worker) under ``horovodrun``, Gloo or NCCL.
 
@@ -139,7 +148,15 @@ class HorovodDistribution(Distribution):
 
         Returns:
           The averaged gradients, None kept in place.
+
+        Raises:
+          ConfigError: called inside an XLA-compiled function (``--xla``).
         """
+        if _in_xla_function():
+            err = ConfigError("--xla compiles the whole training step and Horovod's allreduce has no XLA kernel: "
+                              "drop --xla when training on several workers")
+            err.ag_pass_through = True  # autograph would prepend its multi-line trace to the message
+            raise err
         grads = list(grads)
         # Horovod groups dense tensors or IndexedSlices, not a mix of both.
         sparse = [i for i, g in enumerate(grads) if isinstance(g, tf.IndexedSlices)]
