@@ -351,8 +351,8 @@ def test_grid_refuses_a_csv_of_something_else(tmp_path):
 RUNS = {
     "mf": ["--protocol", "fold", "--number_of_epochs", "5", "--batch_size_train", "1000", "--lr", "3e-3"],
     "multitask": ["--protocol", "random", "--no_shared_embeddings", "--factorization_weight", "0.5",
-                  "--regression_weight", "0.5", "--bpr_form", "log", "--number_of_epochs", "3",
-                  "--batch_size_train", "256"],
+                  "--regression_weight", "0.5", "--bpr_form", "log", "--number_of_epochs", "4",
+                  "--batch_size_train", "1000"],
 }
 
 
