@@ -45,7 +45,8 @@ flags.DEFINE_bool("clip_predictions", False, "--predict: clip predictions to the
 flags.DEFINE_string("output", None, "--predict/--recommend*: the file to write (default stdout).")
 flags.DEFINE_list("compare", None, "Train and test these models on one dataset, protocol and seed, e.g. "
                   "popularity,ease,vae,dae or mf,deeprec,multitask; writes compare.md/.json/.png into --export_dir "
-                  "(default runs/<dataset>-compare); models with test results there are not retrained.")
+                  "(default runs/<dataset>-compare-topk or -rating); models with test results there are not "
+                  "retrained.")
 # --- model ---
 flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity (top-k); deeprec, mf, multitask (ratings).")
 flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
@@ -243,8 +244,8 @@ def main(argv) -> int:
         if FLAGS.compare is not None:
             from training import compare
 
-            out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-compare")
-            compare.compare(FLAGS.compare, configs(), out)
+            compare.compare(FLAGS.compare, configs(), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
+                                                                                             FLAGS.compare))
             return 0
         from training import runner
 

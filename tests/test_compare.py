@@ -145,3 +145,8 @@ def test_main_compare_flag(compared, capsys):
         flags.unparse_flags()
     printed = capsys.readouterr().out
     assert printed.count("not retrained") == 2 and "| popularity |" in printed and "| ease |" in printed
+
+
+def test_default_folders_differ_by_task():
+    assert str(compare.default_dir("ml-100k", "vae,ease")) == "runs/ml-100k-compare-topk"
+    assert str(compare.default_dir("/data/my.csv", ["mf"])) == "runs/my.csv-compare-rating"

@@ -59,6 +59,12 @@ def parse_models(models: Union[str, Sequence[str]]) -> list[str]:
     return names
 
 
+def default_dir(dataset: str, models: Union[str, Sequence[str]]) -> Path:
+    """``runs/<dataset>-compare-topk`` or ``-rating``: the two kinds of comparison never share a folder."""
+    task = families.get(parse_models(models)[0]).task
+    return Path("runs") / f"{Path(dataset).name}-compare-{task}"
+
+
 def _jsonable(obj) -> object:
     return json.loads(json.dumps(obj, default=str))
 
