@@ -300,16 +300,19 @@ def _as_ids(values: pd.Series, role: str, label: str) -> np.ndarray:
     return uniques.to_numpy(dtype=object)[codes]
 
 
-def _as_ratings(values: pd.Series, label: str) -> np.ndarray:
-    """float32 [n] finite ratings; empty or non-numeric ones are bad rows."""
-    number = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(number)
+def _first_bad(bad: np.ndarray, values: pd.Series, what: str, problem: str, label: str) -> None:
+    """Raises :class:`_BadRow` at the first True of ``bad`` [n]: an empty ``what``, or ``what 'value' problem``."""
     if bad.any():
         row = int(np.argmax(bad))
         value = values.iloc[row]
-        reason = ("empty rating" if pd.isna(value) else
-                  f"rating {value!r} is not a finite number")
+        reason = f"empty {what}" if pd.isna(value) else f"{what} {str(value)!r} {problem}"
         raise _BadRow(row, f"{reason} in {label}")
+
+
+def _as_ratings(values: pd.Series, label: str) -> np.ndarray:
+    """float32 [n] finite ratings; empty or non-numeric ones are bad rows."""
+    number = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    _first_bad(~np.isfinite(number), values, "rating", "is not a finite number", label)
     return number.astype(np.float32)
 
 
@@ -322,13 +325,8 @@ def _as_unix(values: pd.Series, label: str) -> np.ndarray:
         if number.notna().all():
             return np.floor(number.to_numpy(np.float64)).astype(np.int64)
         when = pd.to_datetime(values.astype(str), format="ISO8601", utc=True, errors="coerce")
-    bad = when.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        value = values.iloc[row]
-        reason = ("empty timestamp" if pd.isna(value) else
-                  f"timestamp {str(value)!r} is neither unix seconds nor a date like 2018-03-01")
-        raise _BadRow(row, f"{reason} in {label}")
+    _first_bad(when.isna().to_numpy(), values, "timestamp", "is neither unix seconds nor a date like 2018-03-01",
+               label)
     if when.dt.tz is not None:
         when = when.dt.tz_convert(None)
     return ((when - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
