@@ -24,7 +24,8 @@ SETTINGS = {
     "dae": dict(epochs=60, params=dict(latent=16, lam=0.0)),
     "deeprec": dict(epochs=60, params=dict(hidden=(32, 16))),
     "mf": dict(epochs=60, params=dict(rank=4)),
-    "multitask": dict(epochs=60, params=dict(embedding_dim=8, layer_sizes=(16,))),
+    "multitask": dict(epochs=60, params=dict(embedding_dim=8, layer_sizes=(16,), factorization_weight=0.5,
+                                             regression_weight=0.5)),
     "ease": dict(params=dict(ease_lambda=1.0)),
 }
 # Families that cannot personalise: they only have to survive the round-trip.
