@@ -53,7 +53,7 @@ flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scali
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
 flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
 flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
-flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.001).")
+flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.001; also mf and deeprec).")
 flags.DEFINE_list("hidden_layers", None, "Hidden layer widths, e.g. 600 for Mult-VAE [I-600-200-600-I].")
 flags.DEFINE_integer("latent_dim", None, "Latent code width (Mult-VAE 200).")
 flags.DEFINE_float("dropout", None, "Input dropout rate (Mult-VAE 0.5).")
@@ -100,6 +100,10 @@ flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), f
 flags.DEFINE_float("threshold", None, "Binarize ratings >= threshold (default: the dataset's, 4 for MovieLens).")
 flags.DEFINE_float("heldout_users", 0.1, "Validation and test users each: a fraction (<1) or a count.")
 flags.DEFINE_integer("min_uc", 5, "Keep users with at least this many positives.")
+flags.DEFINE_string("fold", "u1", "--protocol fold: ML-100K's official fold u1..u5, ua or ub.")
+flags.DEFINE_float("test_fraction", 0.05, "--protocol random: fraction of the ratings held out for testing.")
+flags.DEFINE_float("val_fraction", 0.0, "--protocol random/fold: fraction of the training ratings moved to a "
+                   "validation slice (best checkpoint, early stopping).")
 flags.DEFINE_string("time_window", "3m", "--protocol time: full, 3m, 6m, 1y (DeepRec's Netflix windows) or dates "
                     "TRAIN_START..TRAIN_END,TEST_START..TEST_END for your own data.")
 # --- your own file (--dataset path/to/file.csv|.tsv|.dat|.parquet) ---
@@ -141,6 +145,7 @@ def configs():
         data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
                         protocol=FLAGS.protocol, threshold=FLAGS.threshold, min_uc=FLAGS.min_uc,
                         val_users=heldout, test_users=heldout, time_window=FLAGS.time_window,
+                        fold=FLAGS.fold, test_fraction=FLAGS.test_fraction, val_fraction=FLAGS.val_fraction,
                         user_col=FLAGS.user_col, item_col=FLAGS.item_col, rating_col=FLAGS.rating_col,
                         time_col=FLAGS.time_col, sep=FLAGS.sep),
         optim=OptimConfig(optimizer=FLAGS.optimizer, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
