@@ -69,9 +69,8 @@ def job(mirror, tmp_path_factory):
     root = tmp_path_factory.mktemp("hvd")
     data_dir, export, dumps = root / "data", root / "run", root / "dumps"
     command = [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo", "--gloo-timeout-seconds", "120",
-               sys.executable, str(REPO / "main.py"),
-               *MODEL_FLAGS, "--train", "--test", "--number_of_epochs", str(EPOCHS),
-               "--validation_step", str(EPOCHS + 1), "--export_dir", str(export)]
+               sys.executable, str(REPO / "main.py"), *MODEL_FLAGS, "--train", "--test",
+               "--number_of_epochs", str(EPOCHS), "--validation_step", str(EPOCHS + 1), "--export_dir", str(export)]
     proc = _run(command, _env(mirror, data_dir, TFCF_TEST_DUMP_WEIGHTS=str(dumps)))
     return {"export": export, "dumps": dumps, "data_dir": data_dir, "mirror": mirror, "proc": proc,
             "results": json.loads((export / "results.json").read_text())}
@@ -115,7 +114,9 @@ def test_both_ranks_end_with_identical_weights(job):
     # Training moved the weights: the check above compares something.
     kernel = [i for i, n in enumerate(start0["names"]) if n.endswith("kernel")][0]
     assert np.abs(_arrays(end0)[kernel] - _arrays(start0)[kernel]).max() > 1e-3
-    # The chief restored its best checkpoint (found flag 1), the other rank has no best/ to read (0).
+    # Two broadcasts per rank (start, best weights); only the chief read best/ (found flag 1).
+    assert sorted(p.name for p in job["dumps"].iterdir()) == [f"rank{r}-broadcast{k}.npz" for r in (0, 1)
+                                                               for k in (0, 1)]
     assert _arrays(end0)[-1] == 1 and _arrays(end1)[-1] == 0
     np.testing.assert_array_equal(_arrays(start0)[kernel], _arrays(start1)[kernel])
 
