@@ -220,8 +220,8 @@ def test_bad_separator_and_format_for_builtin(tmp_path):
 
 def test_parquet_datetimes_and_string_ids(tmp_path):
     path = tmp_path / "events.parquet"
-    pd.DataFrame({"visitor_id": ["b", "a"], "sku": ["x1", "x2"],
-                  "created_at": pd.to_datetime(["2018-03-01 00:00:00", "1970-01-01 00:01:00"], utc=True)}).to_parquet(path)
+    when = pd.to_datetime(["2018-03-01 00:00:00", "1970-01-01 00:01:00"], utc=True)
+    pd.DataFrame({"visitor_id": ["b", "a"], "sku": ["x1", "x2"], "created_at": when}).to_parquet(path)
     got = custom.read(path)
     # Sorted ids: a -> 0, b -> 1. 2018-03-01 is 17591 days x 86400 s; one minute is 60 s.
     np.testing.assert_array_equal(got.user, [1, 0])

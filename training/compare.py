@@ -185,7 +185,8 @@ def markdown(report: dict) -> str:
     for row in report["models"]:
         seconds = row["train_seconds"]
         cells = [row["model"], *(cell(m, row["test"].get(m)) for m in metrics),
-                 f"{seconds:.1f}" if seconds is not None else "", str(row["epochs"] if row["epochs"] is not None else "")]
+                 f"{seconds:.1f}" if seconds is not None else "",
+                 str(row["epochs"]) if row["epochs"] is not None else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
