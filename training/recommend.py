@@ -44,6 +44,10 @@ def score_rows(model, inputs: tf.SparseTensor, rows=None) -> tf.Tensor:
 def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict]:
     """The top-k items for a user who has ``items``, excluding those items.
 
+    Top-k models read the items as clicks; rating models as top ratings (the
+    highest rating seen in training). Models that embed users (MF) score an
+    average user here: use :func:`recommend_users` for known users.
+
     Args:
       export_dir: a run folder with an exported model.
       items: original item ids (e.g. MovieLens movie ids).
@@ -55,9 +59,16 @@ def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict
     if not items:
         raise ConfigError("give at least one item id to recommend from")
     model, meta, ids, titles = export.load(export_dir, families.FAMILIES)
+    value = 1.0  # a click, for top-k models
+    if meta.get("task") == "rating":
+        if meta.get("major") == "items":
+            raise ConfigError("an item-based model's rows are items, not users: recommend from an item list needs "
+                              "a user-based model (--major users), or use --recommend_users")
+        # A rating model reads the listed items as loved: the highest training rating.
+        value = float(export.load_known(export_dir).get("rating_range", [0.0, 5.0])[1])
     item_ids = ids["item_ids"]
     cols = np.unique(_columns(item_ids, items))
-    rows = tf.SparseTensor(np.stack([np.zeros_like(cols), cols], 1), np.ones(len(cols), np.float32),
+    rows = tf.SparseTensor(np.stack([np.zeros_like(cols), cols], 1), np.full(len(cols), value, np.float32),
                            [1, len(item_ids)])
     scores = metrics.mask_seen(score_rows(model, rows), rows)
     top = tf.math.top_k(scores, k=min(k, len(item_ids) - len(cols)))
