@@ -277,3 +277,25 @@ def test_main_recommend_users_csv(popularity, tmp_path, capsys):
     assert "user ids not known to the model: 424242" in capsys.readouterr().err
     results = json.loads((popularity[0] / "results.json").read_text())
     assert results["config"]["model"] == "popularity"
+
+
+def test_item_list_reads_as_top_ratings_for_a_user_based_rating_model(tmp_path_factory, mirror, data_dir):
+    from training import families
+
+    run, _ = _run("deeprec", tmp_path_factory, mirror, data_dir, {"hidden": (16,)}, batch=128, epochs=1)
+    model, _, ids, _ = export.load(run, families.FAMILIES)
+    cols = sorted(int(np.flatnonzero(ids["item_ids"] == i)[0]) for i in (1, 50))
+    # The listed items are fed as the highest training rating (5 on ML-100K), not as 1-star ratings.
+    row = tf.SparseTensor([[0, c] for c in cols], [5.0, 5.0], [1, len(ids["item_ids"])])
+    masked = recommend.score_rows(model, row).numpy()[0]
+    masked[cols] = -np.inf
+    top = np.argsort(-masked, kind="stable")[:5]
+    recs = recommend.recommend(run, [1, 50], k=5)
+    assert [r["item"] for r in recs] == ids["item_ids"][top].tolist()
+    np.testing.assert_allclose([r["score"] for r in recs], masked[top], rtol=1e-6)
+
+
+def test_item_list_with_an_item_based_model_is_refused(deeprec_items):
+    run, _ = deeprec_items
+    with pytest.raises(ConfigError, match="item-based"):
+        recommend.recommend(run, [1, 50], k=5)
