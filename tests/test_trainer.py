@@ -150,3 +150,17 @@ def test_tensorboard_summaries_written(tmp_path, clicks):
     train, val = _data(clicks)
     _trainer(tmp_path, 1).fit(train, 3, N_USERS, val)
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+
+
+def test_a_batch_larger_than_the_data_under_xla_is_a_clear_error(clicks):
+    from data.errors import ConfigError
+    from data.types import HeldoutSplit
+    from training import distribute, runner
+
+    split = HeldoutSplit(train=clicks[:40], val_input=clicks[40:50], val_target=clicks[50:60],
+                         test_input=clicks[60:70], test_target=clicks[70:80], item_ids=np.arange(N_ITEMS),
+                         train_user_ids=np.arange(40), val_user_ids=np.arange(10), test_user_ids=np.arange(10))
+    optim = runner.OptimConfig(batch_size_train=100)
+    with pytest.raises(ConfigError, match="--batch_size_train 100 is larger than the 40 training rows"):
+        runner.make_datasets(MultVAE, split, optim, 0, distribute.Distribution(), xla=True)
+    assert runner.make_datasets(MultVAE, split, optim, 0, distribute.Distribution()).steps_per_epoch == 1

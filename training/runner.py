@@ -296,6 +296,14 @@ def make_datasets(model_cls, split, optim: OptimConfig, seed: int, dist: distrib
     else:
         val = (split.train, split.val) if split.val.nnz else None
         test = (split.train, split.test)
+    if steps == 0:
+        raise ConfigError(f"--batch_size_train {bs} is larger than the {n_rows // dist.size} training rows each of "
+                          f"{dist.size} worker(s) has{' (--xla drops incomplete batches)' if xla else ''}; "
+                          f"lower --batch_size_train")
+    for part, pair in (("validation", val), ("test", test)):
+        if pair is not None and pair[0].shape[0] < dist.size:
+            raise ConfigError(f"the {part} split has {pair[0].shape[0]} rows, fewer than the {dist.size} workers "
+                              f"that share its evaluation; use fewer workers or more held-out users")
     validation = (lambda: eval_batches(*val, bsv, dist)) if val is not None and val[1].nnz else None
     return Datasets(train=fn, steps_per_epoch=steps, rows_per_epoch=n_rows, validation=validation,
                     test=lambda: eval_batches(*test, bsv, dist))
