@@ -322,6 +322,8 @@ def tune(setup: Setup, grid: Optional[Sequence[dict]] = None) -> Path:
         return train(one, split, _describe(entry), params, lr=entry.get("lr"), test=test)
 
     runs = [run_one(entry, test=False) for entry in grid]
+    plot_curves(runs, Path(setup.out) / f"tune_{setup.major}_{Path(setup.dataset).name}.png",
+                f"tuning, {setup.major} as rows: validation RMSE")
     chosen = int(np.nanargmin([r.best[0] for r in runs]))
     final = run_one(grid[chosen], test=True)
     rows = [[r.label, *_best_cells(r)[:2], final.test_rmse if i == chosen else ""] for i, r in enumerate(runs)]
@@ -365,7 +367,7 @@ def main_command(setup: Setup, entry: dict, epochs: int) -> str:
 # --- inference ------------------------------------------------------------------------------
 def predict_command(export_dir: str, out: str, part: str = "test", batch_size: int = 1000,
                     data_dir: Optional[str] = None, mirror: Optional[str] = None) -> Path:
-    """Writes ``user item prediction`` lines (original ids) for the pairs of a split part.
+    """Writes ``user item prediction`` lines (original ids, sorted by user then item) for a split part's pairs.
 
     The split is rebuilt from the run's ``results.json`` (dataset, protocol and
     seed of the run), transposed back for item-based models.
@@ -412,8 +414,8 @@ def predict_command(export_dir: str, out: str, part: str = "test", batch_size: i
     users, items = (cols, rows) if items_major else (rows, cols)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"user": users, "item": items, "prediction": pred}).to_csv(
-        path, sep=" ", header=False, index=False, float_format="%.4f")
+    frame = pd.DataFrame({"user": users, "item": items, "prediction": pred}).sort_values(["user", "item"])
+    frame.to_csv(path, sep=" ", header=False, index=False, float_format="%.4f")
     rmse = float(np.sqrt(np.mean((pred - coo.data) ** 2))) if len(pred) else float("nan")
     print(f"wrote {len(pred)} predictions of the {part} pairs to {path} (RMSE {rmse:.4f})", flush=True)
     return path
