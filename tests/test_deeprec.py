@@ -407,3 +407,33 @@ def test_main_writes_rmse_into_results_json(mirror, tmp_path):
     assert {(int(u), int(i)) for u, i, _ in frame} == set(truth)
     rmse = np.sqrt(np.mean([(p - truth[(int(u), int(i))]) ** 2 for u, i, p in frame]))
     assert rmse == pytest.approx(test["rmse"], abs=1e-3)  # predictions are written with 4 decimals
+
+
+# --- the experiments module ---------------------------------------------------------
+
+
+def test_experiment_run_records_a_divergence_instead_of_raising(mirror, tmp_path):
+    from deeprec import experiments
+
+    setup = experiments.Setup(dataset="ml-100k", mirror=str(mirror), data_dir=str(tmp_path), epochs=2,
+                              optimizer="momentum", lr=0.1, verbose=False)
+    split = experiments.load_split(setup)
+    assert (split.train.nnz, split.val.nnz, split.test.nnz) == (76000, 4000, 20000)  # 5% of u1.base validates
+    run = experiments.train(setup, split, "paper model, lr 0.1", {"aug_step": 1})  # the divergent setting above
+    assert run.diverged.startswith("the loss became") and run.epochs == [] and np.isnan(run.best[0])
+    assert run.n_params == 2 * (1682 * 512 + 512 * 512 + 512 * 1024) + 512 + 512 + 1024 + 512 + 512 + 1682
+
+
+def test_tune_prints_the_main_py_command_of_the_chosen_entry():
+    from deeprec import experiments
+
+    setup = experiments.Setup(major="items", optimizer="adam", lr_milestones=(25,))
+    entry = {"hidden": (500,), "activation": "sigmoid", "drop_prob": 0.0, "aug_step": 0, "weight_decay": 3.0,
+             "batch_size": 64, "constrained": False}
+    assert experiments.main_command(setup, entry, 35) == (
+        "python main.py --train --test --model deeprec --dataset ml-100k --major items --optimizer adam --lr 0.001 "
+        "--weight_decay 3.0 --batch_size_train 64 --number_of_epochs 35 --seed 0 --lr_milestones 25 --lr_gamma 0.1 "
+        "--hidden_layers 500 --activation sigmoid --drop_prob 0.0 --aug_step 0 --noconstrained "
+        "--export_dir runs/ml-100k-deeprec-items")
+    assert experiments.markdown_table(["a", "b"], [["x", 0.12345], ["y", 3]]) == (
+        "| a | b |\n|---|---|\n| x | 0.1235 |\n| y | 3 |\n")
