@@ -416,3 +416,22 @@ def test_validation_slice():
     assert (tuned.test != split.test).nnz == 0
     with pytest.raises(ConfigError, match=r"fraction=1 is not a fraction in \(0, 1\)"):
         validation_slice(split, 1)
+
+
+def test_netflix_raw_files_through_the_time_split_by_hand(raw):
+    """The fixture's 5 ratings (tests/fixtures/raw/netflix): train Apr..Aug 2005, test Sep..Oct 2005.
+
+    Train window: (822109, movie 1, 05-13) and (1488844, movie 2, 04-29) -> users {822109, 1488844},
+    movies {1, 2}. Test window: (1488844, 1, 09-06) is kept; (885013, 1, 10-19) and (2059652, 2, 09-05)
+    are dropped (users never seen in training). So val + test hold exactly one rating: 3 for (1488844, 1).
+    """
+    from data import formats
+
+    x = formats.parse_netflix(raw / "netflix")
+    window = TimeSplitConfig("2005-04-01", "2005-08-31", "2005-09-01", "2005-10-31")
+    split = time_split(x, window, seed=0)
+    assert split.train.shape == (2, 2) and split.train.nnz == 2
+    assert sorted(split.user_ids.tolist()) == [822109, 1488844] and sorted(split.item_ids.tolist()) == [1, 2]
+    held = (split.val + split.test).tocoo()
+    assert held.nnz == 1
+    assert (split.user_ids[held.row[0]], split.item_ids[held.col[0]], held.data[0]) == (1488844, 1, 3.0)
