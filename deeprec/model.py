@@ -22,7 +22,7 @@ import tensorflow as tf
 from data.errors import ConfigError
 from deeprec.config import DeepRecConfig
 from training import layers, metrics, precision
-from training.model import Model, Updater
+from training.model import Model, Updater, initializer_seeds
 
 RowsInput = Union[tf.SparseTensor, dict, tf.Tensor]
 
@@ -121,7 +121,7 @@ class DeepRec(Model):
         super().__init__(config, **kwargs)
         c = config
         act = activation_fn(c.activation)
-        seeds = iter(range(c.seed * 1000, c.seed * 1000 + 1000))
+        seeds = initializer_seeds(c.seed)
 
         def xavier():
             return keras.initializers.GlorotUniform(seed=next(seeds))

@@ -25,12 +25,7 @@ import tensorflow as tf
 from mf import losses
 from mf.config import MFConfig, MultiTaskConfig
 from training import layers, metrics, precision
-from training.model import Model, Updater
-
-
-def _seeds(seed: int):
-    """Distinct initializer seeds derived from the config's seed (no global seeding)."""
-    return iter(range(seed * 1000, seed * 1000 + 1000))
+from training.model import Model, Updater, initializer_seeds
 
 
 def _embedding(n: int, dim: int, initializer, name: str) -> keras.layers.Embedding:
@@ -90,7 +85,7 @@ class MatrixFactorization(Model):
     def __init__(self, config: MFConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         c = config
-        seeds = _seeds(c.seed)
+        seeds = initializer_seeds(c.seed)
         normal = lambda: keras.initializers.RandomNormal(stddev=c.init_std, seed=next(seeds))
         self.user_factors = _embedding(c.n_users, c.rank, normal(), "user_factors")
         self.item_factors = _embedding(c.n_items, c.rank, normal(), "item_factors")
@@ -203,7 +198,7 @@ class MultiTaskNet(Model):
         super().__init__(config, **kwargs)
         c = config
         d = c.embedding_dim
-        seeds = _seeds(c.seed)
+        seeds = initializer_seeds(c.seed)
         scaled = lambda: keras.initializers.RandomNormal(stddev=1.0 / d, seed=next(seeds))
         self.user_embedding = _embedding(c.n_users, d, scaled(), "user_embedding")
         self.item_embedding = _embedding(c.n_items, d, scaled(), "item_embedding")

@@ -12,7 +12,7 @@ needs more than one update per batch (DeepRec's dense re-feeding) or a counter
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import keras
 import tensorflow as tf
@@ -20,6 +20,15 @@ import tensorflow as tf
 from training import precision
 
 Stats = dict[str, tuple[tf.Tensor, tf.Tensor]]
+
+
+def initializer_seeds(seed: int) -> Iterator[int]:
+    """Distinct initializer seeds derived from a model's seed.
+
+    Models seed every initializer explicitly from their config, so one seed
+    gives the same weights without any global reseeding.
+    """
+    return iter(range(seed * 1000, seed * 1000 + 1000))
 
 
 class Updater:

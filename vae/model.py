@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from training import layers, metrics, precision
-from training.model import Model, Updater
+from training.model import Model, Updater, initializer_seeds
 from vae.config import VAEConfig
 
 
@@ -33,9 +33,7 @@ class MultVAE(Model):
         super().__init__(config, **kwargs)
         c = config
         widths = list(c.hidden)
-        # Explicitly seeded initializers: the same seed gives the same weights
-        # without any global reseeding.
-        seeds = iter(range(c.seed * 1000, c.seed * 1000 + 1000))
+        seeds = initializer_seeds(c.seed)
 
         def init():
             return keras.initializers.GlorotUniform(seed=next(seeds))
