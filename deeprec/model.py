@@ -146,6 +146,29 @@ class DeepRec(Model):
                                                        kernel_initializer=xavier(), name=name))
         self.to_float32 = precision.float32_output()
         self.noise = keras.random.SeedGenerator(c.seed, name="noise")
+        # Columns (items; users when item-based) without a training rating have untrained outputs: inference
+        # predicts the training mean there, once observe_training_data has run (the engine calls it).
+        self.column_seen = self.add_weight(shape=(c.n_items,), initializer="zeros", trainable=False,
+                                           name="column_seen")
+        self.train_mean = self.add_weight(shape=(), initializer="zeros", trainable=False, name="train_mean")
+        self.fallback_on = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fallback_on")
+
+    def observe_training_data(self, train) -> None:
+        """Records which columns have training ratings, and their mean rating.
+
+        Args:
+          train: scipy CSR [n_rows, n_items] of training ratings.
+        """
+        counts = np.asarray((train != 0).sum(axis=0)).ravel()
+        self.column_seen.assign((counts > 0).astype(np.float32))
+        self.train_mean.assign(float(train.data.mean()) if train.nnz else 0.0)
+        self.fallback_on.assign(1.0)
+
+    def predict_rows(self, inputs, rows=None) -> tf.Tensor:
+        """Predicted ratings [b, n_items]; the training mean in columns never seen in training."""
+        pred = self(inputs, training=False)
+        unseen = (self.fallback_on > 0) & (self.column_seen <= 0)
+        return tf.where(unseen[None, :], tf.cast(self.train_mean, pred.dtype), pred)
 
     # --- forward -------------------------------------------------------------------
     def _encode_first(self, x: RowsInput, training: bool) -> tf.Tensor:
@@ -248,7 +271,7 @@ class DeepRec(Model):
           {'mse': (sum of squared errors, number of target ratings)}; the
           engine adds ``rmse`` = sqrt(total / count) over the whole split.
         """
-        return {"mse": metrics.squared_error(self(batch["input"], training=False), batch["target"])}
+        return {"mse": metrics.squared_error(self.predict_rows(batch["input"]), batch["target"])}
 
     def dummy_batch(self) -> dict[str, Any]:
         sp_one = tf.SparseTensor(indices=tf.zeros([1, 2], tf.int64), values=tf.ones([1]),

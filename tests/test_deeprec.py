@@ -437,3 +437,29 @@ def test_tune_prints_the_main_py_command_of_the_chosen_entry():
         "--export_dir runs/ml-100k-deeprec-items")
     assert experiments.markdown_table(["a", "b"], [["x", 0.12345], ["y", 3]]) == (
         "| a | b |\n|---|---|\n| x | 0.1235 |\n| y | 3 |\n")
+
+
+def test_columns_without_training_ratings_predict_the_training_mean(tmp_path):
+    """Item 0 has no training rating: its untrained output column must not be scored; the training mean is."""
+    from data.types import RatingSplit
+    from training import distribute, precision, runner
+    from training.trainer import TrainConfig
+
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((30, 8)) < 0.7, rng.integers(1, 6, (30, 8)), 0).astype(np.float32)
+    test = np.zeros_like(dense)
+    test[:, 0], dense[:, 0] = 5.0, 0.0  # every test rating is on item 0, never rated in training
+    train = sp.csr_matrix(dense)
+    split = RatingSplit(train=train, val=sp.csr_matrix(dense.shape, dtype=np.float32), test=sp.csr_matrix(test),
+                        user_ids=np.arange(30), item_ids=np.arange(8))
+    cfg = runner.RunConfig(model="deeprec", export_dir=str(tmp_path), optim=runner.OptimConfig(batch_size_train=10),
+                           train=TrainConfig(epochs=1, export_dir=str(tmp_path), verbose=False),
+                           model_params={"hidden": (4,)})
+    model, _ = runner.train(cfg, split, distribute.Distribution(), precision.FLOAT32, {},
+                            {"dataset": "fixture", "protocol": "fixture"})
+    pred = model.predict_rows(tf.sparse.from_dense(dense[:3])).numpy()
+    np.testing.assert_allclose(pred[:, 0], train.data.mean(), rtol=1e-6)  # mean of all training ratings
+    assert not np.allclose(pred[:, 1:], train.data.mean())  # seen columns keep the model's predictions
+    batch = {"input": tf.sparse.from_dense(dense[:3]), "target": tf.sparse.from_dense(test[:3])}
+    total, count = model.evaluate_step(batch)["mse"]
+    np.testing.assert_allclose(float(total) / float(count), (5.0 - train.data.mean()) ** 2, rtol=1e-5)

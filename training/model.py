@@ -101,6 +101,14 @@ class Model(keras.Model):
         """A tiny batch of the model's input kind, used to build its weights."""
         raise NotImplementedError
 
+    def observe_training_data(self, train) -> None:
+        """Called once by the engine with the training CSR [n_rows, n_items] before training.
+
+        Models that need statistics of their training data at inference (DeepRec's fallback for
+        columns without training ratings) record them here, in non-trainable weights that are
+        checkpointed and exported. The default records nothing.
+        """
+
     def predict_rows(self, inputs: tf.SparseTensor, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
         """Scores (top-k models) or predicted ratings (rating models) of every item.
 

@@ -356,6 +356,7 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
     else:
         params = {**cfg.model_params, "seed": cfg.seed}
         model = build_model(family, split, params, policy)
+        model.observe_training_data(split.train)
         data = make_datasets(family.cls(), split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
         optimizer = make_optimizer(cfg.optim, data.steps_per_epoch)
         trainer = Trainer(model, optimizer, cfg.train, dist, policy)
