@@ -23,12 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import pipeline, protocols, synthetic  # noqa: E402
-from training import distribute, layers, precision, trainer  # noqa: E402
+from training import distribute, precision, trainer  # noqa: E402
 from training.model import Updater  # noqa: E402
 from vae.config import VAEConfig  # noqa: E402
 from vae.model import MultVAE  # noqa: E402

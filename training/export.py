@@ -32,7 +32,7 @@ MODEL_DIR = "model"
 SAVED_MODEL_DIR = "saved_model"
 
 
-def _write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any) -> None:
     """Writes JSON atomically so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -53,7 +53,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-write_json = _write_json
 
 
 def id_array(ids) -> np.ndarray:
@@ -86,8 +85,8 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     if user_ids is not None:
         ids["user_ids"] = id_array(user_ids)
     np.savez(folder / "ids.npz", **ids)
-    _write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
-    _write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
+    write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
+    write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
     return folder
 
 

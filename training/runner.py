@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data.errors import ConfigError, TrainingError
+from data.errors import ConfigError
 from training import distribute, export, families, precision
 from training.trainer import TrainConfig, Trainer
 
