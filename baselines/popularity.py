@@ -9,8 +9,6 @@ fold-in items), and ``save`` / ``load`` of an ``.npz`` export.
 from __future__ import annotations
 
 import os
-import pathlib
-import tempfile
 import zipfile
 from typing import Dict, Union
 
@@ -18,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
+from data import files
 from data.errors import ConfigError, TrainingError
 
 PathLike = Union[str, os.PathLike]
@@ -89,16 +88,7 @@ def save_npz(path: PathLike, kind: str, **arrays: np.ndarray) -> None:
     leaves a half-written export. ``path`` is used as given (no ``.npz`` is
     appended); missing parent folders are created.
     """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, kind=np.array(kind), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    files.save_npz(path, kind=np.array(kind), **arrays)
 
 
 def load_npz(path: PathLike, kind: str, keys) -> Dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from data import files  # noqa: E402
 from training import runner  # noqa: E402
 from training.trainer import TrainConfig  # noqa: E402
 
@@ -69,7 +70,7 @@ def main() -> None:
                      f"{r['test_recall@50']:.4f} | {r['test_ndcg@100']:.4f} | {r['best_epoch']} |")
     print("\n".join(table))
     if args.out:
-        Path(args.out).write_text("\n".join(table) + "\n")
+        files.write_text(args.out, "\n".join(table) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ A split is stored under a name derived from the sha256 of its key (protocol,
 config, seed, dataset, source checksums: whatever decides its content), so a
 changed config or source file gives a new file instead of a stale hit.
 
-Both files are written atomically (temporary file in the same folder, fsync,
-``os.replace``) and the ``.json`` goes last: a split is only read back when its
-``.json`` exists, names the same key and agrees with the arrays. Anything else
-(a killed writer, a truncated or foreign file) is logged and rebuilt.
+Both files are written atomically (:mod:`data.files`: temporary file in the
+same folder, fsync, ``os.replace``) and the ``.json`` goes last: a split is only
+read back when its ``.json`` exists, names the same key and agrees with the
+arrays. Anything else (a killed writer, a truncated or foreign file) is logged
+and rebuilt. Temp files a killed writer left are removed by the next writer
+once they are an hour old.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -27,6 +27,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import scipy.sparse as sp
 
+from data import files
 from data.errors import ConfigError
 from data.types import HeldoutSplit, RatingSplit
 
@@ -36,6 +37,10 @@ Split = Union[HeldoutSplit, RatingSplit]
 
 # Part of every hash: bump it when the stored layout changes.
 FORMAT_VERSION = 1
+
+# Temp files older than this in the cache folder are a killed writer's: the
+# folder is shared, and a live writer's temp file is seconds old.
+STALE_TEMP_SECONDS = 3600.0
 
 _KINDS = {"heldout": HeldoutSplit, "rating": RatingSplit}
 _CSR_PARTS = ("data", "indices", "indptr", "shape")
@@ -120,33 +125,6 @@ def _split_of(arrays: dict[str, np.ndarray], meta: dict) -> Split:
     return _KINDS[meta["kind"]](**values)
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """Calls ``write(binary file)`` on a temp file beside ``path``, then moves it there.
-
-    The temp file is removed if anything fails, so ``path`` either keeps its
-    old content or gets the complete new one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Persist the rename itself; not every platform can open a folder.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _load(path: Path, key: dict) -> Split:
     """Reads a stored split; raises (OSError, ValueError, KeyError, ...) if absent, partial or foreign."""
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -191,11 +169,11 @@ def load_or_build(cache_dir: Path, key: dict, build: Callable[[], Split]) -> Spl
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     try:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        files.clean_leftovers(cache_dir, max_age_seconds=STALE_TEMP_SECONDS)
         # A stale .json must not vouch for the new .npz while it is being replaced.
         path.with_suffix(".json").unlink(missing_ok=True)
-        _write_atomically(path, lambda f: np.savez(f, **arrays))
-        _write_atomically(path.with_suffix(".json"),
-                          lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+        files.save_npz(path, **arrays)
+        files.write_json(path.with_suffix(".json"), meta, indent=1, sort_keys=True)
     except OSError as e:
         # A full disk or read-only folder costs the next run a rebuild, not this run.
         logger.warning("could not write cache %s (%s); continuing without it", path, e)

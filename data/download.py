@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
+from data import files
 from data.errors import DatasetError
 from data.formats import netflix_files
 from data.registry import DatasetSpec, get_spec
@@ -139,18 +140,6 @@ def _read_stamp(path: Path) -> dict:
         return {}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def verify(spec: DatasetSpec, folder: Path, cache: Path) -> None:
     """Checks the md5 of every present file listed in ``spec.checksums``.
 
@@ -189,7 +178,7 @@ def verify(spec: DatasetSpec, folder: Path, cache: Path) -> None:
                                f"delete it and download again, or fix the mirror")
     if changed:
         try:
-            _write_atomic(stamp_path, json.dumps(stamp, indent=1, sort_keys=True))
+            files.write_json(stamp_path, stamp, indent=1, sort_keys=True)
         except OSError:
             pass  # The stamp is only a cache.
 

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from data import files
 from data.errors import ConfigError, TfcfError, TrainingError
 
 # The paper's most promising model (Sec. 3.5): n, 512, 512, 1024, dp(0.8), 512, 512, n.
@@ -206,9 +207,9 @@ def _write(setup: Setup, name: str, runs: Sequence[Run], table: str, intro: str)
                 f"{setup.optimizer} lr {setup.lr:g}, batch {setup.batch_size}, {setup.epochs} epochs, "
                 f"seed {setup.seed}")
     md = out / f"{stem}.md"
-    md.write_text(f"# {intro}\n\n{settings}; plot: {stem}.png\n\n{table}")
-    (out / f"{stem}.json").write_text(json.dumps(
-        {"setup": dataclasses.asdict(setup), "runs": [dataclasses.asdict(r) for r in runs]}, indent=1))
+    files.write_text(md, f"# {intro}\n\n{settings}; plot: {stem}.png\n\n{table}")
+    files.write_json(out / f"{stem}.json",
+                     {"setup": dataclasses.asdict(setup), "runs": [dataclasses.asdict(r) for r in runs]}, indent=1)
     if setup.verbose:
         print(md.read_text(), flush=True)
     return md
@@ -415,7 +416,8 @@ def predict_command(export_dir: str, out: str, part: str = "test", batch_size: i
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"user": users, "item": items, "prediction": pred}).sort_values(["user", "item"])
-    frame.to_csv(path, sep=" ", header=False, index=False, float_format="%.4f")
+    files.atomic_write(path, lambda f: frame.to_csv(f, sep=" ", header=False, index=False, float_format="%.4f"),
+                       mode="w")
     rmse = float(np.sqrt(np.mean((pred - coo.data) ** 2))) if len(pred) else float("nan")
     print(f"wrote {len(pred)} predictions of the {part} pairs to {path} (RMSE {rmse:.4f})", flush=True)
     return path

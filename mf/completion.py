@@ -27,14 +27,13 @@ import csv
 import dataclasses
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from data import protocols
+from data import files, protocols
 from data.errors import ConfigError, DatasetError, TfcfError
 from data.types import Interactions, RatingSplit
 from mf.config import MFConfig
@@ -250,10 +249,8 @@ def write_predictions(path: str | os.PathLike, predictions: np.ndarray, problem:
         base = 1 if one_based else 0
         frame = pd.DataFrame({"user": problem.test_user + base, "item": problem.test_item + base,
                               "rating": predictions})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        frame.to_csv(f, sep=" ", header=False, index=False, float_format="%.4f", lineterminator="\n")
-    os.replace(tmp, path)
+    files.atomic_write(path, lambda f: frame.to_csv(f, sep=" ", header=False, index=False, float_format="%.4f",
+                                                    lineterminator="\n"), mode="w")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from data import files
 from data.errors import ConfigError, DatasetError, TfcfError
 from data.types import RatingSplit
 from mf.config import MFConfig
@@ -147,11 +148,8 @@ def read_rows(path: Path) -> list[dict]:
 
 def _write_rows(path: Path, rows: Sequence[dict]) -> None:
     """Rewrites the CSV atomically: a kill leaves the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        pd.DataFrame(list(rows), columns=list(COLUMNS)).to_csv(f, index=False)
-    os.replace(tmp, path)
+    files.atomic_write(path, lambda f: pd.DataFrame(list(rows), columns=list(COLUMNS)).to_csv(f, index=False),
+                       mode="w")
 
 
 def configurations(ranks: Iterable[int], batch_sizes: Iterable[int], lrs: Iterable[float],

@@ -2,12 +2,14 @@
 
 import json
 import logging
+import os
+import time
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from data import cache
+from data import cache, files
 from data.cache import cache_path, load_or_build
 from data.errors import ConfigError
 from data.protocols import HeldoutConfig
@@ -111,15 +113,26 @@ def test_crash_while_writing_leaves_no_file(tmp_path, monkeypatch):
     assert build.calls == 1
 
 
+def test_a_killed_writers_old_temp_file_is_removed_a_fresh_one_kept(tmp_path):
+    old, fresh = tmp_path / ".a.npz.abcd1234.tmp", tmp_path / ".b.npz.efgh5678.tmp"
+    old.write_bytes(b"PK half")
+    fresh.write_bytes(b"PK half")  # a concurrent writer's, seconds old
+    stale = time.time() - cache.STALE_TEMP_SECONDS - 60
+    os.utime(old, (stale, stale))
+    load_or_build(tmp_path, KEY, heldout_split)
+    assert not old.exists() and fresh.exists()
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".npz", ".tmp"]
+
+
 def test_crash_before_metadata_rebuilds(tmp_path, monkeypatch):
-    replace = cache.os.replace
+    replace = files.os.replace
 
     def replace_npz_only(src, dst):
         if str(dst).endswith(".json"):
             raise KeyboardInterrupt
         replace(src, dst)
 
-    monkeypatch.setattr(cache.os, "replace", replace_npz_only)
+    monkeypatch.setattr(files.os, "replace", replace_npz_only)
     with pytest.raises(KeyboardInterrupt):
         load_or_build(tmp_path, KEY, heldout_split)
     assert [p.suffix for p in tmp_path.iterdir()] == [".npz"]  # no .json: not trusted

@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Sequence, Union
 
+from data import files
 from data.errors import ConfigError
 from training import distribute, export, families, runner
 
@@ -139,7 +140,7 @@ def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: 
     if distribute.get(base.distribution).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         export.write_json(out_dir / f"{REPORT}.json", report)
-        (out_dir / f"{REPORT}.md").write_text(markdown(report))
+        files.write_text(out_dir / f"{REPORT}.md", markdown(report))
         plot(report, out_dir / f"{REPORT}.png")
         if verbose:
             print(markdown(report), flush=True)

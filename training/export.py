@@ -16,8 +16,6 @@ signature maps a batch of item-id lists to the top-k recommended item ids.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -25,34 +23,15 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
+from data import files
 from data.errors import TrainingError
 from training import metrics
 
 MODEL_DIR = "model"
 SAVED_MODEL_DIR = "saved_model"
 
-
-def write_json(path: Path, obj: Any) -> None:
-    """Writes JSON atomically so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
+# Atomic JSON (numpy values, tuples, paths converted); many modules call it by this name.
+write_json = files.write_json
 
 
 def id_array(ids) -> np.ndarray:
@@ -84,7 +63,7 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     ids = {"item_ids": id_array(item_ids)}
     if user_ids is not None:
         ids["user_ids"] = id_array(user_ids)
-    np.savez(folder / "ids.npz", **ids)
+    files.save_npz(folder / "ids.npz", **ids)
     write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
     write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
     return folder
@@ -213,10 +192,7 @@ def save_known(export_dir: str | Path, split, major: str = "users") -> Path:
     folder = Path(export_dir) / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / KNOWN_FILE
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=KNOWN_FILE, suffix=".tmp.npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    files.save_npz(path, **arrays)
     return path
 
 
