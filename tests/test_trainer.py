@@ -90,6 +90,22 @@ def test_interrupted_epoch_resumes_from_last_checkpoint(tmp_path, clicks):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_a_save_killed_midway_leaves_nothing_after_the_next_fit(tmp_path, clicks):
+    train, val = _data(clicks)
+    first = _trainer(tmp_path, 2)
+    first.fit(train, 3, N_USERS, val)
+    leftovers = []
+    for folder in (first.checkpoint_dir, first.best_dir):
+        (folder / "checkpoint.tmp123").write_text("half")  # the names TensorFlow's savers use
+        (folder / f"checkpoint.tmp{'ab' * 16}").write_text("half")
+        (folder / "ckpt-3_temp").mkdir()
+        (folder / "ckpt-3_temp" / "part-00000-of-00001.index").write_text("half")
+        leftovers += [folder / "checkpoint.tmp123", folder / f"checkpoint.tmp{'ab' * 16}", folder / "ckpt-3_temp"]
+    history = _trainer(tmp_path, 3).fit(train, 3, N_USERS, val)
+    assert history.resumed_from_epoch == 2 and history.epochs[-1]["epoch"] == 3
+    assert [p for p in leftovers if p.exists()] == []
+
+
 def test_fresh_starts_over(tmp_path, clicks):
     train, val = _data(clicks)
     _trainer(tmp_path, 2).fit(train, 3, N_USERS, val)

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data import files
 from data.errors import TrainingError
 from training import distribute, metrics, precision
 from training.model import Model, Updater
@@ -158,6 +159,8 @@ class Trainer:
         if self.config.fresh and chief:
             for folder in (self.checkpoint_dir, self.best_dir):
                 shutil.rmtree(folder, ignore_errors=True)
+        for folder in (self.checkpoint_dir, self.best_dir) if chief else ():
+            files.clean_leftovers(folder)  # temporaries of a save killed midway (the run folder is ours alone)
         self.distribution.barrier()
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.checkpoint_dir),
                                                    max_to_keep=self.config.keep_checkpoints)
