@@ -16,6 +16,8 @@ signature maps a batch of item-id lists to the top-k recommended item ids.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -69,6 +71,47 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     return folder
 
 
+RETRAIN = "retrain with --train --fresh or point --export_dir at a finished run"
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message (TensorFlow's run over several), kept short."""
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def damaged(path: Path, problem: str) -> TrainingError:
+    """The one-line error of an export file that is missing or cannot be read."""
+    return TrainingError(f"{path}: {problem}; {RETRAIN}")
+
+
+def _read_json(path: Path, required: bool = True) -> Any:
+    if not path.is_file():
+        if not required:
+            return None
+        raise damaged(path, "missing (a partial export?)" if not path.exists() else "is not a file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise damaged(path, f"not valid JSON ({_reason(e)})") from None
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every array of an npz file, checking that ``keys`` are there."""
+    if not path.is_file():
+        raise damaged(path, "missing (a partial export?)" if not path.exists() else "is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error) as e:
+        raise damaged(path, f"not a readable .npz file, truncated or corrupt ({_reason(e)})") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise damaged(path, f"lacks {', '.join(missing)}")
+    return arrays
+
+
 def load(export_dir: str | Path, families: dict) -> tuple[Any, dict, dict, dict]:
     """Loads what :func:`save` wrote.
 
@@ -79,26 +122,69 @@ def load(export_dir: str | Path, families: dict) -> tuple[Any, dict, dict, dict]
       (model, metadata dict, ids dict of arrays, titles dict keyed by str id).
 
     Raises:
-      TrainingError: nothing exported there.
+      TrainingError: nothing exported there, or a file of the export is
+        missing, truncated or corrupt (one line naming the file).
     """
     folder = Path(export_dir) / MODEL_DIR
     meta_path = folder / "model.json"
     if not meta_path.exists():
-        raise TrainingError(f"no exported model in {folder}: train one first (--train) or point --export_dir "
-                            f"at the folder of a finished run")
-    meta = json.loads(meta_path.read_text())
-    family = families[meta["family"]]
-    model = family.load(folder, meta["config"])
-    with np.load(folder / "ids.npz", allow_pickle=False) as z:
-        ids = {k: z[k] for k in z.files}
-    titles = json.loads((folder / "titles.json").read_text()) if (folder / "titles.json").exists() else {}
+        raise TrainingError(f"no exported model in {folder} (model.json is missing): train one first (--train) or "
+                            f"point --export_dir at the folder of a finished run")
+    meta = _read_json(meta_path)
+    if not isinstance(meta, dict) or "family" not in meta:
+        raise damaged(meta_path, 'no "family" field')
+    name = meta["family"]
+    if not isinstance(name, str) or name not in families:
+        raise damaged(meta_path, f"unknown model family {name!r} (known: {', '.join(sorted(families))})")
+    family = families[name]
+    config = meta.get("config", {})
+    if not isinstance(config, dict):
+        raise damaged(meta_path, '"config" is not an object')
+    if not getattr(family, "trainable", True) and not (folder / "baseline.npz").is_file():
+        raise damaged(folder / "baseline.npz", "missing (a partial export?)")
+    try:
+        model = family.load(folder, config)
+    except TrainingError as e:  # the baselines' own loader names the file; add how to fix it
+        raise (e if RETRAIN in str(e) else TrainingError(f"{e}; {RETRAIN}")) from None
+    except (TypeError, ValueError, KeyError) as e:  # from_config: the config does not fit the model
+        raise damaged(meta_path, f"its config does not fit the '{name}' model ({_reason(e)})") from None
+    ids = _read_npz(folder / "ids.npz", ("item_ids",))
+    titles = _read_json(folder / "titles.json", required=False) or {}
+    if not isinstance(titles, dict):
+        raise damaged(folder / "titles.json", "not an object of item id -> title")
     return model, meta, ids, titles
 
 
 def restore_weights(model, folder: Path) -> None:
-    """Restores weights written by :func:`save` into a freshly built model."""
+    """Restores weights written by :func:`save` into a freshly built model.
+
+    Raises:
+      TrainingError: ``weights.index`` or a ``weights.data-*`` file is
+        missing, truncated or corrupt, or holds another model's weights.
+    """
+    folder = Path(folder)
+    prefix = folder / "weights"
+    index = folder / "weights.index"
+    if not index.is_file():
+        raise damaged(index, "missing (a partial export?)")
+    shards = sorted(folder.glob("weights.data-*-of-*"))
+    total = shards[0].name.rsplit("-of-", 1)[-1] if shards else "00001"
+    wanted = [folder / f"weights.data-{i:05d}-of-{total}" for i in range(int(total) if total.isdigit() else 1)]
+    absent = [p for p in wanted if not p.is_file()]
+    if absent:
+        raise damaged(absent[0], "missing (a partial export?)")
     model.ensure_built()
-    tf.train.Checkpoint(model=model.state()).read(str(Path(folder) / "weights")).assert_existing_objects_matched()
+    try:
+        tf.train.Checkpoint(model=model.state()).read(str(prefix)).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
+        try:  # reads the index alone: if that works, a data file is at fault
+            tf.train.load_checkpoint(str(prefix))
+            culprit = wanted[0] if len(wanted) == 1 else folder / "weights.data-*"
+        except (tf.errors.OpError, ValueError, IndexError, OSError):
+            culprit = index
+        mismatch = isinstance(e, AssertionError) or (isinstance(e, ValueError) and "incompatible" in str(e))
+        what = "holds weights that do not fit the model of model.json" if mismatch else "truncated or corrupt"
+        raise damaged(culprit, f"{what} ({_reason(e)})") from None
 
 
 class TopKServer(tf.Module):
@@ -204,14 +290,20 @@ def load_known(export_dir: str | Path) -> dict:
       where present ``item_mean``, ``global_mean``, ``rating_range``.
 
     Raises:
-      TrainingError: the export predates ``known.npz`` (retrain it).
+      TrainingError: the export predates ``known.npz`` (retrain it), or the
+        file is truncated or corrupt.
     """
     path = Path(export_dir) / MODEL_DIR / KNOWN_FILE
     if not path.exists():
         raise TrainingError(f"{path} is missing: this export was written before predict/recommend by user "
                             f"existed; rerun the training command with --fresh to re-export it")
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    out["matrix"] = sp.csr_matrix((out.pop("data"), out.pop("indices"), out.pop("indptr")),
-                                  shape=tuple(out.pop("shape")))
+    out = _read_npz(path, ("data", "indices", "indptr", "shape", "row_ids"))
+    try:
+        out["matrix"] = sp.csr_matrix((out.pop("data"), out.pop("indices"), out.pop("indptr")),
+                                      shape=tuple(int(n) for n in out.pop("shape")))
+        out["matrix"].check_format(full_check=False)
+    except (ValueError, TypeError, IndexError) as e:
+        raise damaged(path, f"not a valid known-rows matrix ({_reason(e)})") from None
+    if len(out["row_ids"]) != out["matrix"].shape[0]:
+        raise damaged(path, f"{len(out['row_ids'])} row ids for {out['matrix'].shape[0]} rows")
     return out

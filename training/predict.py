@@ -21,7 +21,10 @@ pairs file has a rating column.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -31,10 +34,102 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from data.custom import CustomFormat, read_table
-from data.errors import ConfigError
+from data.errors import ConfigError, DatasetError
 from training import export, families
 
 UNSEEN = ("fallback", "model")
+
+
+# --- the output file of --predict / --recommend*: checked first, written atomically -------------------
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists as a device, FIFO or socket (``/dev/stdout``): written in place."""
+    try:
+        return not (stat.S_ISREG(os.stat(path).st_mode) or stat.S_ISDIR(os.stat(path).st_mode))
+    except OSError:
+        return False
+
+
+def check_output(output: Optional[Union[str, Path]]) -> Optional[Path]:
+    """Refuses an ``--output`` that cannot be written, before any model work.
+
+    Args:
+      output: the file to write, or None (stdout).
+
+    Returns:
+      ``output`` as a Path (None stays None).
+
+    Raises:
+      ConfigError: an empty path, an existing folder, a path in a missing
+        folder or in one this process cannot write to, a read-only file.
+    """
+    if output is None:
+        return None
+    if str(output) == "":
+        raise ConfigError("--output is empty: give the path of a file to write, or leave it out for stdout")
+    path = Path(output).expanduser()
+    if _is_special(path):
+        return path
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder: give the path of a file to write")
+    parent = path.parent
+    if not parent.exists():
+        raise ConfigError(f"--output {path}: the folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise ConfigError(f"--output {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: the folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"--output {path}: the file is read-only")
+    return path
+
+
+def write_output(output: Union[str, Path], write, mode: str = "w") -> Path:
+    """Calls ``write(file)`` on a temporary file beside ``output``, then renames it to ``output``.
+
+    A failure leaves no half file: the old ``output`` (if any) stays as it was.
+
+    Args:
+      output: the file (checked with :func:`check_output`).
+      write: writes the content to the open file it is given.
+      mode: ``"w"`` (UTF-8 text, ``\\n`` line ends) or ``"wb"``.
+
+    Raises:
+      ConfigError: the file cannot be written (permission denied, disk full...).
+    """
+    path = check_output(output)
+    text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
+    try:
+        if _is_special(path):
+            with open(path, mode, **text) as f:
+                write(f)
+            return path
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, mode, **text) as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_pairs_file(pairs: Union[str, Path]) -> Path:
+    """Refuses a ``--predict`` pairs file that does not exist or is a folder."""
+    path = Path(str(pairs)).expanduser()
+    if path.is_dir():
+        raise DatasetError(f"--predict {path} is a folder: give a CSV, TSV or Parquet file of (user, item) pairs")
+    if not path.is_file():
+        raise DatasetError(f"--predict {path}: no such file; give a CSV, TSV or Parquet file of (user, item) pairs")
+    return path
 
 
 def lookup(ids: np.ndarray, wanted: Sequence) -> np.ndarray:
@@ -243,7 +338,7 @@ def predict_file(export_dir: Union[str, Path], pairs: Union[str, Path], output: 
       pairs: a CSV/TSV/Parquet file of pairs in original ids, with or without
         a header (columns found like :func:`data.custom.read`); a rating
         column, when there is one, is used to report the RMSE.
-      output: the CSV to write; None writes to stdout.
+      output: the CSV to write (atomically: a failure leaves no half file); None writes to stdout.
       fmt: column mapping and separator of ``pairs``.
       unseen, clip: see :func:`predict_pairs`.
       verbose: print the summary line (to stderr when the CSV goes to stdout).
@@ -252,13 +347,24 @@ def predict_file(export_dir: Union[str, Path], pairs: Union[str, Path], output: 
       Summary dict: ``pairs``, ``fallback`` (pairs that used it),
       ``unknown_users``, ``unknown_items``, ``cold`` (pairs of known ids
       without training ratings), ``rmse`` (None without ratings), ``output``.
+
+    Raises:
+      ConfigError: an ``output`` that cannot be written (checked before the model is loaded).
+      DatasetError: a missing, folder or malformed pairs file.
+      TrainingError: a missing, partial or damaged export.
     """
+    output = check_output(output)  # before any model work
+    table = read_table(check_pairs_file(pairs), fmt, what="pairs")
+    if unseen not in UNSEEN:
+        raise ConfigError(f"unseen={unseen!r}: use fallback or model")
     exp = open_export(export_dir)
-    table = read_table(pairs, fmt, what="pairs")
     result = predict_pairs(exp, table.user, table.item, unseen, clip)
     frame = pd.DataFrame({"user": table.user, "item": table.item, "prediction": result.prediction})
-    frame.to_csv(output if output is not None else sys.stdout, index=False, float_format="%.6g",
-                 lineterminator="\n")
+    to_csv = lambda f: frame.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
+    if output is None:
+        to_csv(sys.stdout)
+    else:
+        write_output(output, to_csv)
     rmse = None
     if table.rating is not None:
         rmse = float(np.sqrt(np.mean((result.prediction.astype(np.float64) - table.rating) ** 2)))

@@ -16,6 +16,14 @@ import tensorflow as tf
 
 from data.errors import ConfigError, DatasetError
 from training import export, families, metrics
+from training.predict import check_output, write_output
+
+
+def check_top_k(k) -> int:
+    """Refuses a ``--top_k`` below 1 (``-1`` would be a TensorFlow traceback, ``0`` an empty list)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"--top_k must be >= 1, got {k}")
+    return int(k)
 
 
 def _columns(item_ids: np.ndarray, wanted: Sequence) -> np.ndarray:
@@ -55,7 +63,11 @@ def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict
 
     Returns:
       ``k`` dicts ``{'item': id, 'title': str or None, 'score': float}``, best first.
+
+    Raises:
+      ConfigError: ``k`` < 1, no items, or ids the model does not know.
     """
+    k = check_top_k(k)
     if not items:
         raise ConfigError("give at least one item id to recommend from")
     model, meta, ids, titles = export.load(export_dir, families.FAMILIES)
@@ -81,6 +93,7 @@ def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict
 
 def print_recommendations(export_dir: str | Path, items: Sequence, k: int = 10) -> None:
     """Prints :func:`recommend`'s list, one item a line."""
+    check_top_k(k)
     _, _, ids, titles = export.load(export_dir, families.FAMILIES)
     given = ", ".join(f"{i} ({titles.get(str(i), '?')})" for i in items)
     print(f"given: {given}")
@@ -118,10 +131,11 @@ def recommend_users(export_dir: str | Path, users: Sequence, k: int = 10, batch_
       user who has nearly every item.
 
     Raises:
-      ConfigError: no users, or ids the model does not know (listed).
+      ConfigError: ``k`` < 1, no users, or ids the model does not know (listed).
     """
     from training.predict import open_export, row_scores
 
+    k = check_top_k(k)
     users = list(dict.fromkeys(str(u) for u in users))
     if not users:
         raise ConfigError("give at least one user id to recommend for")
@@ -170,21 +184,25 @@ def write_recommendations(recs: list[dict], fmt: str = "text", output: Optional[
         :func:`recommend` (without them).
       fmt: ``text`` or ``csv`` (columns ``user,rank,item,title,score``; no
         ``user`` column for an item-list recommendation).
-      output: a file; None writes to stdout.
+      output: a file (written atomically: a failure leaves no half file); None writes to stdout.
 
     Raises:
-      ConfigError: an unknown format.
+      ConfigError: an unknown format, or an ``output`` that cannot be written.
     """
     if fmt not in ("text", "csv"):
         raise ConfigError(f"--format {fmt!r}: use text or csv")
+    output = check_output(output)
     frame = pd.DataFrame(recs, columns=["user", "rank", "item", "title", "score"])
     frame["title"] = frame["title"].fillna("")
     if "rank" not in (recs[0] if recs else {}):
         frame["rank"] = np.arange(1, len(frame) + 1)
         frame = frame.drop(columns="user")
     if fmt == "csv":
-        frame.to_csv(output if output is not None else sys.stdout, index=False, float_format="%.6g",
-                     lineterminator="\n")
+        to_csv = lambda f: frame.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
+        if output is None:
+            to_csv(sys.stdout)
+        else:
+            write_output(output, to_csv)
         return
     lines = []
     for user, group in frame.groupby("user", sort=False) if "user" in frame else [(None, frame)]:
@@ -195,7 +213,7 @@ def write_recommendations(recs: list[dict], fmt: str = "text", output: Optional[
     if output is None:
         sys.stdout.write(text)
     else:
-        Path(output).write_text(text)
+        write_output(output, lambda f: f.write(text))
 
 
 def read_user_ids(path: str | Path) -> list[str]:
@@ -213,6 +231,8 @@ def read_user_ids(path: str | Path) -> list[str]:
     from data.custom import ALIASES, column_key
 
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder: give a file of user ids, one a line")
     if not path.is_file():
         raise DatasetError(f"no such file {path}: give a file of user ids, one a line")
     lines = pd.Series(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), dtype=str)
