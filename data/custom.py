@@ -20,6 +20,16 @@ columns are found by name in a header (``userId``, ``user_id``, ``user``...;
 Text is read by pandas' C parser with inferred dtypes (the fast path); only
 when a check fails does a slow pass over the lines find the first bad one, so
 every error names ``file:line`` (``file: row N`` for Parquet).
+
+* Text files must be UTF-8 (a BOM is fine): bytes that are not are an error
+  naming ``file:line``, not replaced, since replacing them could merge two
+  different ids into one (Latin-1 ``Björk`` and ``Bjérk`` would both read
+  ``Bj?rk``). Convert a Latin-1 file with ``iconv -f latin1 -t utf-8``.
+* A rating must fit in float32 (magnitude up to about 3.4e38) and a numeric
+  timestamp in int64; larger values are refused with ``file:line``.
+* A file too small for the protocol (a one-line file, or so few ratings that
+  the test part would be empty) is refused by :mod:`data.protocols` with one
+  line naming the setting to change.
 """
 
 from __future__ import annotations
@@ -64,6 +74,10 @@ _SEP_NAMES = {"tab": "\t", "\\t": "\t", "tsv": "\t", "comma": ",", "csv": ",", "
 _NONE = ("", "none")
 _FIX = "fix or delete that line"
 _INT_ID = r"-?(?:0|[1-9][0-9]{0,17})"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Bytes that are not UTF-8 read as lone surrogates U+DC80..U+DCFF with errors="surrogateescape".
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_ENCODING_FIX = "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,6 +327,9 @@ def _as_ratings(values: pd.Series, label: str) -> np.ndarray:
     """float32 [n] finite ratings; empty or non-numeric ones are bad rows."""
     number = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
     _first_bad(~np.isfinite(number), values, "rating", "is not a finite number", label)
+    # float32 would turn it into inf, and the loss into NaN.
+    _first_bad(np.abs(number) > _FLOAT32_MAX, values, "rating", f"does not fit in float32 (magnitude above "
+               f"{_FLOAT32_MAX:.4g})", label)
     return number.astype(np.float32)
 
 
@@ -323,7 +340,11 @@ def _as_unix(values: pd.Series, label: str) -> np.ndarray:
     else:
         number = pd.to_numeric(values, errors="coerce")
         if number.notna().all():
-            return np.floor(number.to_numpy(np.float64)).astype(np.int64)
+            seconds = np.floor(number.to_numpy(np.float64))
+            # 2**63 itself is out of range; the cast would wrap around silently.
+            _first_bad(~(np.abs(seconds) < 2.0 ** 63), values, "timestamp", "does not fit in 64-bit unix seconds",
+                       label)
+            return seconds.astype(np.int64)
         when = pd.to_datetime(values.astype(str), format="ISO8601", utc=True, errors="coerce")
     _first_bad(when.isna().to_numpy(), values, "timestamp", "is neither unix seconds nor a date like 2018-03-01",
                label)
@@ -392,12 +413,30 @@ def _split(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep), [])
 
 
+def _not_utf8(path: Path, lineno: int, line: str) -> Optional[DatasetError]:
+    """The error for a line (read with errors="surrogateescape") holding bytes that are not UTF-8, else None."""
+    match = _UNDECODABLE.search(line)
+    if match is None:
+        return None
+    text = _UNDECODABLE.sub("\ufffd", line.rstrip("\r\n"))
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return DatasetError(f"{path}:{lineno}: byte 0x{ord(match.group()) - 0xDC00:02x} is not valid UTF-8: "
+                        f"{text!r}; {_ENCODING_FIX}")
+
+
 def _first_lines(path: Path, count: int) -> list[tuple[int, str]]:
-    """(0-based physical line, text) of the first ``count`` non-blank lines."""
+    """(0-based physical line, text) of the first ``count`` non-blank lines.
+
+    Raises:
+      DatasetError: one of them holds bytes that are not UTF-8.
+    """
     out = []
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline=None) as f:
         for i, raw in enumerate(f):
             line = raw.rstrip("\n")
+            error = _not_utf8(path, i + 1, line)
+            if error is not None:
+                raise error
             if line.strip():
                 out.append((i, line))
                 if len(out) == count:
@@ -448,7 +487,7 @@ def _read_frame(path: Path, layout: _Layout, positions: dict[str, Optional[int]]
     ids = [positions[r] for r in ("user", "item") if positions[r] is not None]
     common = dict(header=None, names=[f"f{i}" for i in range(width)] + ["extra"], skiprows=layout.skip,
                   dtype={f"f{p * step}": str for p in ids}, keep_default_na=False, na_values=[""],
-                  encoding="utf-8-sig", encoding_errors="replace", index_col=False)
+                  encoding="utf-8-sig", encoding_errors="strict", index_col=False)
     try:
         frame = pd.read_csv(path, sep=layout.sep[0], engine="c", low_memory=False,
                             quoting=csv.QUOTE_NONE if step == 2 else csv.QUOTE_MINIMAL, **common)
@@ -465,7 +504,8 @@ def _read_frame(path: Path, layout: _Layout, positions: dict[str, Optional[int]]
 
 def _records(path: Path, layout: _Layout):
     """(1-based line number, fields) of each non-blank record after the header (the slow pass)."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+    # surrogateescape keeps bytes that are not UTF-8 visible to _bad_line.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         for _ in range(layout.skip):
             f.readline()
         if layout.sep == "::":
@@ -486,6 +526,9 @@ def _bad_line(path: Path, layout: _Layout, row: Optional[int], reason: Optional[
     shape = f"{n} fields separated by {layout.sep!r}" + (f" ({', '.join(layout.fields)})" if layout.header else "")
     for index, (lineno, fields) in enumerate(_records(path, layout)):
         text = layout.sep.join(fields)
+        error = _not_utf8(path, lineno, text)
+        if error is not None:
+            return error
         text = text if len(text) <= 120 else text[:117] + "..."
         if len(fields) != n:
             return DatasetError(f"{path}:{lineno}: expected {shape}, found {len(fields)}: {text!r}; {_FIX}")

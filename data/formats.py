@@ -37,6 +37,12 @@ PLAYS_RANGE = (0.0, math.inf)
 ANY_RANGE = (-math.inf, math.inf)
 
 _FIX = "fix or delete that line, or re-download the dataset"
+# Ratings are held as float32: a larger magnitude would silently become inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT64 = np.iinfo(np.int64)
+# With errors="surrogateescape" each byte that is not valid UTF-8 reads as one
+# lone surrogate U+DC80..U+DCFF, which no valid UTF-8 text contains.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +77,15 @@ _LASTFM_2K = _Format("\t", ("int", "int", "float"), 2, PLAYS_RANGE, header="user
 # An artist needs a MusicBrainz id or a name to be keyed by.
 _LASTFM_360K = _Format("\t", ("str", "str?", "str?", "float"), 3, PLAYS_RANGE, either=(1, 2))
 _PINTEREST = _Format("\t", ("int", "int", "float", "int"), 2, ANY_RANGE)
+# The official ML-100K folds (u1.base, u1.test, ... ua/ub): like u.data, and
+# every rating is a whole star 1..5.
+_ML100K_FOLD = _Format("\t", ("int", "int", "int", "int"), 2, (1.0, 5.0))
 
 _PANDAS_DTYPE = {"int": "int64", "float": "float32", "str": str, "str?": str}
 
 
 def _bad_line(path: Path, lineno: int, reason: str, text: str) -> DatasetError:
-    text = text.rstrip("\r\n")
+    text = _UNDECODABLE.sub("\ufffd", text.rstrip("\r\n"))
     if len(text) > 120:
         text = text[:117] + "..."
     return DatasetError(f"{path}:{lineno}: {reason}: {text!r}; {_FIX}")
@@ -92,9 +101,22 @@ def _check_field(kind: str, value: str) -> Optional[str]:
         number = int(value) if kind == "int" else float(value)
     except ValueError:
         return f"expected {'an integer' if kind == 'int' else 'a number'}, got {value!r}"
+    if kind == "int" and not _INT64.min <= number <= _INT64.max:
+        return f"integer {value!r} does not fit in 64 bits"
     if kind == "float" and not math.isfinite(number):
         return f"expected a finite number, got {value!r}"
+    if kind == "float" and abs(number) > FLOAT32_MAX:
+        return f"number {value!r} does not fit in float32 (magnitude above {FLOAT32_MAX:.4g})"
     return None
+
+
+def _undecodable(line: str, encoding: str) -> Optional[str]:
+    """Why ``line`` (read with errors="surrogateescape") is not valid ``encoding``, or None."""
+    match = _UNDECODABLE.search(line)
+    if match is None:
+        return None
+    byte = ord(match.group()) - 0xDC00
+    return f"byte 0x{byte:02x} at column {match.start() + 1} is not valid {encoding.upper()}"
 
 
 def _line_problem(fmt: _Format, line: str) -> Optional[str]:
@@ -116,9 +138,12 @@ def _line_problem(fmt: _Format, line: str) -> Optional[str]:
 
 def _find_bad_line(path: Path, fmt: _Format) -> Optional[DatasetError]:
     """The error for the first bad line of ``path``, or None if all look fine."""
-    with open(path, encoding=fmt.encoding, errors="replace", newline=None) as f:
+    with open(path, encoding=fmt.encoding, errors="surrogateescape", newline=None) as f:
         for lineno, raw in enumerate(f, 1):
             line = raw.rstrip("\n")
+            problem = _undecodable(line, fmt.encoding)
+            if problem:
+                return _bad_line(path, lineno, problem, line)
             if lineno == 1 and fmt.header is not None:
                 if line != fmt.header:
                     return _bad_line(path, 1, f"expected the header {fmt.header!r}", line)
@@ -140,12 +165,15 @@ def _fast_read(path: Path, fmt: _Format) -> Optional[list[np.ndarray]]:
     kinds = [fmt.kinds[0]] + [k for kind in fmt.kinds[1:] for k in (*gaps, kind)]
     dtype = {i: ("float32" if kind == "gap" else _PANDAS_DTYPE[kind]) for i, kind in enumerate(kinds)}
     try:
-        frame = pd.read_csv(
-            path, sep=fmt.sep[0], header=None, skiprows=1 if fmt.header is not None else 0,
-            dtype=dtype, quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
-            encoding=fmt.encoding, engine="c")
-    except (ValueError, pd.errors.ParserError):
-        # pandas names the problem but not reliably the file line: the slow pass does.
+        # A number too large for float32 becomes inf (refused below) with a numpy warning users need not see.
+        with np.errstate(over="ignore"):
+            frame = pd.read_csv(
+                path, sep=fmt.sep[0], header=None, skiprows=1 if fmt.header is not None else 0,
+                dtype=dtype, quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
+                encoding=fmt.encoding, engine="c")
+    except (ValueError, OverflowError, pd.errors.ParserError):
+        # pandas names the problem (bad number, int64 overflow, bytes that are
+        # not UTF-8) but not reliably the file line: the slow pass does.
         return None
     if frame.shape[1] != len(kinds) or not len(frame):
         return None
@@ -153,6 +181,9 @@ def _fast_read(path: Path, fmt: _Format) -> Optional[list[np.ndarray]]:
     rating = fields[fmt.rating].to_numpy()
     low, high = fmt.rating_range
     if not np.all((rating >= low) & (rating <= high)):
+        return None
+    # float32 parsing turns a too large number into inf, which an open range would accept.
+    if any(not np.isfinite(field.to_numpy()).all() for field, kind in zip(fields, fmt.kinds) if kind == "float"):
         return None
     # Only '' is a missing value here, so NaN marks an empty field.
     if any(frame[i].notna().any() for i, kind in enumerate(kinds) if kind == "gap"):
@@ -269,6 +300,25 @@ def parse_ml100k(folder: Path) -> Interactions:
       Interactions with [n] arrays; ratings 1-5.
     """
     return _parse_table(folder, ["u.data"], _U_DATA)
+
+
+def read_ml100k_ratings(path: Path) -> list[np.ndarray]:
+    """One official ML-100K fold file (``u1.base``, ``u1.test``, ... ``ub.test``), validated.
+
+    Each line is ``user \\t item \\t rating \\t unix time`` with a whole-star
+    rating 1..5. A line cut short (a truncated file), a rating such as 0, 6
+    or 3.5, or bytes that are not UTF-8 are refused with ``file:line``.
+
+    Args:
+      path: the file.
+
+    Returns:
+      [user, item, rating, timestamp]: four int64 [n] arrays in file order.
+
+    Raises:
+      DatasetError: missing or empty file, or a bad line (``file:line: reason``).
+    """
+    return _read_table(Path(path), _ML100K_FOLD)
 
 
 def parse_ml_dat(folder: Path) -> Interactions:
@@ -553,6 +603,15 @@ def parse_netflix(folder: Path, chunk_bytes: int = 64 << 20) -> Interactions:
 
 # ----------------------------------------------------------------------------- titles
 
+# The datasets with a titles file, read by read_titles.
+_TITLED = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-latest-small", "lastfm-2k")
+
+
+def has_titles(name: str) -> bool:
+    """Whether the registered dataset ``name`` comes with item titles."""
+    return name in _TITLED
+
+
 def _read_title_table(path: Path, reader: Callable[[Path], pd.DataFrame]) -> dict:
     if not path.is_file():
         raise DatasetError(f"missing file {path}; re-download the dataset or fix the mirror folder")
@@ -575,6 +634,9 @@ def read_titles(name: str, folder: Path) -> dict:
 
     Returns:
       dict original item id (int) -> title (str).
+
+    Raises:
+      DatasetError: the titles file is missing or cannot be parsed.
     """
     folder = Path(folder)
     plain = dict(header=None, quoting=csv.QUOTE_NONE, keep_default_na=False)

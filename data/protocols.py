@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from data.errors import ConfigError, DatasetError
@@ -322,7 +321,8 @@ def heldout_users(interactions: Interactions, config: HeldoutConfig = HeldoutCon
       [n_test, n_items] and the original ids of rows and columns.
 
     Raises:
-      DatasetError: a filter leaves nothing (the message names it).
+      DatasetError: a filter leaves nothing (the message names it), or the
+        validation or test users asked for have no target to score.
       ConfigError: the held-out users leave no training user.
     """
     name = _name(interactions)
@@ -387,6 +387,16 @@ def heldout_users(interactions: Interactions, config: HeldoutConfig = HeldoutCon
     for role_id in (1, 2):
         users, m = part((entry_role == role_id) & train_items[item])
         heldout[role_id] = (users, *_fold_in(m, test_prop, rng))
+    for role_id, field, asked in ((1, "val_users", n_val), (2, "test_users", n_test)):
+        # Asked-for held-out users without a single target would score NaN metrics later.
+        if asked and not heldout[role_id][2].nnz:
+            fixes = [f"raise {field} (--heldout_users)"]
+            if config.min_uc < MIN_ITEMS_TO_SPLIT:
+                fixes.append(f"set min_uc >= {MIN_ITEMS_TO_SPLIT}")
+            raise DatasetError(
+                f"the {asked} {'validation' if role_id == 1 else 'test'} users held out of {name} have no "
+                f"clicks left to score (a held-out user needs >= {MIN_ITEMS_TO_SPLIT} clicks on items of "
+                f"training users): {', '.join(fixes)} or use more data")
     ids = interactions.user_ids
     return HeldoutSplit(
         train=train,
@@ -425,7 +435,8 @@ def time_split(interactions: Interactions, config: TimeSplitConfig, seed: int = 
 
     Raises:
       ConfigError: the log has rows without a timestamp.
-      DatasetError: a window holds no usable rating, or a pair repeats.
+      DatasetError: a window holds no usable rating, ``val`` or ``test`` gets
+        none although ``val_fraction`` asks for it, or a pair repeats.
     """
     name = _name(interactions)
     ts = interactions.timestamp
@@ -455,8 +466,41 @@ def time_split(interactions: Interactions, config: TimeSplitConfig, seed: int = 
     user, item, rating = _sorted_ratings(interactions, in_test, " in the test window")
     held = _csr(row_of[user], column_of[item], rating, shape)
     to_val = np.random.default_rng(seed).random(held.nnz) < config.val_fraction
+    n_val = int(np.count_nonzero(to_val))
+    window = f"the test window {config.test_start}..{config.test_end}"
+    if config.val_fraction < 1 and n_val == held.nnz:
+        raise DatasetError(f"the time split of {name} leaves no test ratings: all {held.nnz} usable ratings of "
+                           f"{window} went to validation (val_fraction={config.val_fraction:g}): widen the "
+                           f"test window or lower val_fraction")
+    if config.val_fraction > 0 and n_val == 0:
+        raise DatasetError(f"the time split of {name} leaves no validation ratings: none of the {held.nnz} "
+                           f"usable ratings of {window} went to validation (val_fraction="
+                           f"{config.val_fraction:g}): widen the test window, raise val_fraction, or set it "
+                           f"to 0 to train without validation")
     return RatingSplit(train=train, val=_select(held, to_val), test=_select(held, ~to_val),
                        user_ids=interactions.user_ids[users], item_ids=interactions.item_ids[items])
+
+
+def _check_parts(name: str, n: int, parts: tuple[tuple[str, str, float, int], ...]) -> None:
+    """Refuses a split of ``n`` ratings where a part asked for (fraction > 0) or train gets none.
+
+    Args:
+      name: what is split, for the message.
+      n: the number of ratings split.
+      parts: (part, config field, fraction, ratings it gets) per held-out part.
+
+    Raises:
+      DatasetError: an empty part; the message names the field to change.
+    """
+    for part, field, fraction, count in parts:
+        if fraction > 0 and count == 0:
+            raise DatasetError(f"{field}={fraction:g} of the {n} ratings of {name} rounds to no {part} rating "
+                               f"(its metrics would be NaN): raise {field} (--{field}) or use more ratings")
+    held = sum(count for *_, count in parts)
+    if held >= n:
+        fields = "/".join(field for _, field, fraction, _ in parts if fraction > 0)
+        raise DatasetError(f"{fields} hold out {held} of the {n} ratings of {name}, leaving none to train: "
+                           f"lower {fields} or use more ratings")
 
 
 def random_split(interactions: Interactions, config: RandomSplitConfig = RandomSplitConfig(),
@@ -477,7 +521,8 @@ def random_split(interactions: Interactions, config: RandomSplitConfig = RandomS
       ``train``, ``val``, ``test`` [n_users, n_items].
 
     Raises:
-      DatasetError: no ratings, or a (user, item) pair repeats.
+      DatasetError: no ratings, a part with a positive fraction rounds to no
+        rating or ``train`` to none, or a (user, item) pair repeats.
     """
     if not len(interactions):
         raise DatasetError(f"{_name(interactions)} has no ratings to split")
@@ -485,6 +530,8 @@ def random_split(interactions: Interactions, config: RandomSplitConfig = RandomS
     full = _csr(user, item, rating, (interactions.n_users, interactions.n_items))
     n_test = int(round(config.test_fraction * full.nnz))
     n_val = int(round(config.val_fraction * full.nnz))
+    _check_parts(_name(interactions), full.nnz, (("test", "test_fraction", config.test_fraction, n_test),
+                                                 ("validation", "val_fraction", config.val_fraction, n_val)))
     part = np.zeros(full.nnz, dtype=np.int8)
     order = np.random.default_rng(seed).permutation(full.nnz)
     part[order[:n_test]] = 2
@@ -507,43 +554,35 @@ def validation_slice(split: RatingSplit, fraction: float, seed: int = 0) -> Rati
 
     Returns:
       A new RatingSplit with the same shape, ids and test.
+
+    Raises:
+      ConfigError: ``fraction`` is not in (0, 1).
+      DatasetError: it moves no rating, or every one.
     """
     _check_fraction("fraction", fraction, low_open=True)
     train = split.train.tocsr()
     train.sum_duplicates()
+    n_val = int(round(fraction * train.nnz))
+    _check_parts("the training part", train.nnz, (("validation", "val_fraction", fraction, n_val),))
     moved = np.zeros(train.nnz, dtype=bool)
-    moved[np.random.default_rng(seed).permutation(train.nnz)[:int(round(fraction * train.nnz))]] = True
+    moved[np.random.default_rng(seed).permutation(train.nnz)[:n_val]] = True
     val = (split.val + _select(train, moved)).tocsr().astype(np.float32)
     val.sort_indices()
     return dataclasses.replace(split, train=_select(train, ~moved), val=val)
 
 
-def _read_ml100k_file(path: Path) -> pd.DataFrame:
-    """Reads a tab-separated ``user item rating timestamp`` file of ML-100K.
+def _read_ml100k_file(path: Path) -> dict[str, np.ndarray]:
+    """The columns of one official fold file, validated by :func:`data.formats.read_ml100k_ratings`.
 
     Raises:
-      DatasetError: missing file, or a malformed line (named by its number).
+      DatasetError: missing file, or a bad line (``file:line: reason``).
     """
+    from data.formats import read_ml100k_ratings
+
     if not path.is_file():
         raise DatasetError(f"{path} not found: official_fold needs the unpacked ml-100k folder "
                            f"(files.grouplens.org/datasets/movielens/ml-100k.zip)")
-    columns = ["user", "item", "rating", "timestamp"]
-    expected = "expected four numbers 'user<TAB>item<TAB>rating<TAB>timestamp'"
-    try:
-        # The spare fifth column catches lines with one field too many; pandas
-        # itself names the line when a later line has more fields than the first.
-        raw = pd.read_csv(path, sep="\t", header=None, names=columns + ["extra"], dtype=str,
-                          skip_blank_lines=False, index_col=False)
-    except pd.errors.ParserError as e:
-        raise DatasetError(f"{path}: malformed line ({str(e).strip()}): {expected}") from None
-    frame = raw[columns].apply(pd.to_numeric, errors="coerce")
-    whole = (frame[["user", "item", "timestamp"]] % 1 == 0).all(axis=1)
-    bad = (frame.isna().any(axis=1) | ~whole | raw["extra"].notna()).to_numpy()
-    if bad.any():
-        i = int(np.argmax(bad))
-        text = "\t".join(str(v) for v in raw.iloc[i] if not pd.isna(v))
-        raise DatasetError(f"{path}:{i + 1}: malformed line {text!r}: {expected}")
-    return frame
+    return dict(zip(("user", "item", "rating", "timestamp"), read_ml100k_ratings(path)))
 
 
 def official_fold(folder: Path, fold: str) -> RatingSplit:
@@ -569,11 +608,10 @@ def official_fold(folder: Path, fold: str) -> RatingSplit:
     user_ids = np.unique(np.concatenate([base["user"], test["user"]])).astype(np.int64)
     item_ids = np.unique(np.concatenate([base["item"], test["item"]])).astype(np.int64)
 
-    def ratings(frame, part):
+    def ratings(columns, part):
         return Interactions(
-            user=np.searchsorted(user_ids, frame["user"].to_numpy(np.int64)),
-            item=np.searchsorted(item_ids, frame["item"].to_numpy(np.int64)),
-            rating=frame["rating"].to_numpy(np.float32), timestamp=frame["timestamp"].to_numpy(np.int64),
+            user=np.searchsorted(user_ids, columns["user"]), item=np.searchsorted(item_ids, columns["item"]),
+            rating=columns["rating"].astype(np.float32), timestamp=columns["timestamp"],
             user_ids=user_ids, item_ids=item_ids, name=f"{folder / fold}.{part}")
 
     shape = (len(user_ids), len(item_ids))

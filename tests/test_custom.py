@@ -182,12 +182,36 @@ def test_time_window_names_and_errors():
     ("\n\n", CustomFormat(), r"x\.csv: empty file"),
     ("justonefield\n", CustomFormat(), r"x\.csv:1: cannot tell the field separator of 'justonefield'.*pass --sep"),
     ("u,i\n1,2\n", CustomFormat(user_col="u", item_col="u"), r"--user_col, --item_col name the same column"),
+    # float32 holds magnitudes up to about 3.4e38: 1e39 would become inf and the loss NaN.
+    ("userId,movieId,rating\n1,2,4\n3,4,1e39\n", CustomFormat(),
+     r"x\.csv:3: rating '1e\+39' does not fit in float32 \(magnitude above 3.403e\+38\) in 'rating': '3,4,1e39'"),
+    ("1\t2\t3\t5\n1\t3\t3\t1e30\n", CustomFormat(),
+     r"x\.csv:2: timestamp '1e\+30' does not fit in 64-bit unix seconds in field 4"),
 ])
 def test_malformed_files_get_one_line_errors(tmp_path, text, fmt, message):
     path = write(tmp_path / "x.csv", text)
     with pytest.raises((DatasetError, ConfigError), match=message) as err:
         custom.read(path, fmt)
     assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+@pytest.mark.parametrize("data, line", [
+    (b"userId,artist,plays\n1,Bj\xf6rk,3\n2,Bj\xe9rk,4\n", 2),  # Latin-1 names: both would read 'Bj?rk'
+    (b"userId,artist,plays\n1,a,3\n2,b,4\n3,Bj\xf6rk,5\n", 4),  # found by the slow pass after the fast one
+    (b"user\xff,artist,plays\n1,a,3\n", 1),  # in the header
+])
+def test_bytes_that_are_not_utf8_are_an_error_with_file_and_line(tmp_path, data, line):
+    path = tmp_path / "plays.csv"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError) as err:
+        custom.read(path)
+    text = data.split(b"\n")[line - 1].decode("utf-8", "replace")
+    byte = next(b for b in data.split(b"\n")[line - 1] if b >= 0x80)
+    assert str(err.value) == (f"{path}:{line}: byte 0x{byte:02x} is not valid UTF-8: {text!r}; "
+                              f"save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    # The same names in UTF-8 (and with a BOM) are two different artists.
+    path.write_bytes(b"\xef\xbb\xbf" + data.decode("latin-1").encode("utf-8"))
+    assert len(custom.read(path).item_ids) == data.count(b"\n") - 1
 
 
 def test_zero_byte_and_missing_files(tmp_path):

@@ -198,8 +198,9 @@ def test_netflix_file_must_start_with_a_movie(tmp_path):
 
 
 def write(folder, name, text, newline="\n"):
+    """Writes ``text`` as UTF-8; a lone surrogate U+DC80..U+DCFF in it becomes that one raw byte."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_bytes(text.replace("\n", newline).encode())
+    (folder / name).write_bytes(text.replace("\n", newline).encode("utf-8", "surrogateescape"))
     return folder
 
 
@@ -227,6 +228,18 @@ def write(folder, name, text, newline="\n"):
      "fields 2, 3 are all empty"),
     (formats.parse_lastfm360k, "usersha1-artmbid-artname-plays.tsv", "u1\tm1\ta1\t3\n\tm1\ta1\t4\n", 2,
      "expected a non-empty field"),
+    # Play counts have no upper bound, but float32 would turn 1e39 into inf.
+    (formats.parse_lastfm2k, "user_artists.dat", "userID\tartistID\tweight\n1\t2\t3\n1\t3\t1e39\n", 3,
+     r"number '1e39' does not fit in float32 \(magnitude above 3.403e\+38\): '1\\t3\\t1e39'"),
+    (formats.parse_pinterest, "pinterest-20.train.rating", "0\t1\t-1e39\t0\n", 1, "does not fit in float32"),
+    # pandas raises OverflowError for an int64 column that overflows.
+    (formats.parse_ml100k, "u.data", "1\t2\t3\t4\n1\t99999999999999999999\t3\t4\n", 2,
+     "integer '99999999999999999999' does not fit in 64 bits"),
+    # A Latin-1 byte in a UTF-8 file; the line is quoted with U+FFFD in its place.
+    (formats.parse_lastfm360k, "usersha1-artmbid-artname-plays.tsv", "u1\tm1\ta1\t3\nu1\tm2\tBj\udcf6rk\t4\n",
+     2, r"byte 0xf6 at column 9 is not valid UTF-8: 'u1\\tm2\\tBj\ufffdrk\\t4'"),
+    (formats.parse_ml_csv, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,4\n1,2\udce9,3.5,4\n", 3,
+     "byte 0xe9 at column 4 is not valid UTF-8"),
 ])
 def test_bad_line_gives_file_and_line(tmp_path, parser, file, text, where, reason):
     folder = write(tmp_path / "data", file, text, newline="\r\n" if file.endswith(".csv") else "\n")

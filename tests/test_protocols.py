@@ -1,5 +1,6 @@
 """Tests of data/protocols.py: invariants, hand-computed values, plain-pandas references, errors."""
 
+import dataclasses
 import datetime
 
 import numpy as np
@@ -116,22 +117,45 @@ def test_heldout_fold_in_counts_by_hand():
 
 def test_heldout_drops_unseen_items_and_emptied_users():
     # Only "lonely" clicks item 8: when it is held out, no train user has item 8, so item 8 is no
-    # column and "lonely" is left with nothing and dropped.
-    users = ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["lonely"]
-    items = [1, 2, 3] * 3 + [8]
+    # column and "lonely" is left with nothing and dropped. Its part keeps the other held-out user,
+    # whose 5 clicks give one target, so no part is empty.
+    regular = ["a", "b", "c", "d", "e", "f"]
+    users = [u for u in regular for _ in range(5)] + ["lonely"]
+    items = [1, 2, 3, 4, 5] * len(regular) + [8]
     x = make_interactions(users, items, np.ones(len(users)))
-    config = HeldoutConfig(threshold=None, min_uc=1, val_users=1, test_users=1)
+    config = HeldoutConfig(threshold=None, min_uc=1, val_users=2, test_users=2)
     held_out_lonely = 0
     for seed in range(10):
         split = heldout_users(x, config, seed)
         check_heldout_invariants(x, split, config)
         if "lonely" in split.train_user_ids:
-            assert split.item_ids.tolist() == [1, 2, 3, 8]
+            assert split.item_ids.tolist() == [1, 2, 3, 4, 5, 8]
+            assert len(split.val_user_ids) + len(split.test_user_ids) == 4
         else:
             held_out_lonely += 1
-            assert split.item_ids.tolist() == [1, 2, 3]
-            assert len(split.val_user_ids) + len(split.test_user_ids) == 1
+            assert split.item_ids.tolist() == [1, 2, 3, 4, 5]
+            assert len(split.val_user_ids) + len(split.test_user_ids) == 3
     assert 0 < held_out_lonely < 10
+
+
+@pytest.mark.parametrize("val_users, test_users, part, field", [
+    (1, 0, "validation", "val_users"),
+    (0, 1, "test", "test_users"),
+])
+def test_heldout_part_without_targets_is_refused(val_users, test_users, part, field):
+    # Every user clicks 3 items, fewer than the 5 a held-out user needs for a target: the held-out
+    # part would have no target, and its Recall/NDCG would be NaN.
+    x = make_interactions(["a"] * 3 + ["b"] * 3 + ["c"] * 3, [1, 2, 3] * 3, np.ones(9))
+    config = HeldoutConfig(threshold=None, min_uc=1, val_users=val_users, test_users=test_users)
+    with pytest.raises(DatasetError) as e:
+        heldout_users(x, config, 0)
+    assert str(e.value) == (
+        f"the 1 {part} users held out of toy have no clicks left to score (a held-out user needs >= 5 clicks "
+        f"on items of training users): raise {field} (--heldout_users), set min_uc >= 5 or use more data")
+    # With 5 clicks each, one is a target and the same split works.
+    x = make_interactions(["a"] * 5 + ["b"] * 5 + ["c"] * 5, [1, 2, 3, 4, 5] * 3, np.ones(15))
+    split = heldout_users(x, config, 0)
+    assert (split.val_target.nnz, split.test_target.nnz) == (val_users, test_users)
 
 
 def test_heldout_deterministic_from_seed():
@@ -380,6 +404,54 @@ def test_random_split_config_errors(kwargs, message):
         RandomSplitConfig(**kwargs)
 
 
+def test_random_split_parts_that_round_to_nothing_are_refused():
+    # 10 ratings: 5% of them rounds to 0 test ratings, 4% + 95% to all of them.
+    x = make_interactions(list(range(10)), list(range(10)), np.ones(10))
+    with pytest.raises(DatasetError) as e:
+        random_split(x, RandomSplitConfig(test_fraction=0.05))
+    assert str(e.value) == ("test_fraction=0.05 of the 10 ratings of toy rounds to no test rating (its metrics "
+                            "would be NaN): raise test_fraction (--test_fraction) or use more ratings")
+    with pytest.raises(DatasetError, match="^val_fraction=0.01 of the 10 ratings of toy rounds to no validation"):
+        random_split(x, RandomSplitConfig(test_fraction=0.2, val_fraction=0.01))
+    with pytest.raises(DatasetError, match="^test_fraction/val_fraction hold out 10 of the 10 ratings of toy, "
+                                           "leaving none to train: lower test_fraction/val_fraction"):
+        random_split(x, RandomSplitConfig(test_fraction=0.5, val_fraction=0.49))
+    # An explicit 0 asks for no part (matrix completion trains and validates only).
+    split = random_split(x, RandomSplitConfig(test_fraction=0.0, val_fraction=0.1))
+    assert (split.train.nnz, split.val.nnz, split.test.nnz) == (9, 1, 0)
+    split = random_split(x, RandomSplitConfig(test_fraction=0.1))
+    assert (split.train.nnz, split.val.nnz, split.test.nnz) == (9, 0, 1)
+
+
+def test_validation_slice_that_moves_nothing_is_refused():
+    x = make_interactions(list(range(10)), list(range(10)), np.ones(10))
+    split = random_split(x, RandomSplitConfig(test_fraction=0.1))
+    with pytest.raises(DatasetError, match=r"^val_fraction=0.05 of the 9 ratings of the training part rounds to "
+                                           r"no validation rating .*raise val_fraction \(--val_fraction\)"):
+        validation_slice(split, 0.05)
+    assert validation_slice(split, 0.2).val.nnz == 2
+
+
+def test_time_split_empty_test_or_validation_is_refused():
+    # Two train ratings, one usable rating in the test window: with val_fraction 0.5 it goes to one part only.
+    x = make_interactions(["a", "b", "a"], [1, 2, 2], [3, 4, 5],
+                          [unix("2005-10-01"), unix("2005-10-02"), unix("2005-12-02")])
+    draw = lambda seed: np.random.default_rng(seed).random(1)[0] < 0.5
+    to_val, to_test = (next(s for s in range(100) if draw(s) == v) for v in (True, False))
+    window = NETFLIX_WINDOWS["3m"]
+    with pytest.raises(DatasetError) as e:
+        time_split(x, window, seed=to_val)
+    assert str(e.value) == ("the time split of toy leaves no test ratings: all 1 usable ratings of the test window "
+                            "2005-12-01..2005-12-31 went to validation (val_fraction=0.5): widen the test window or "
+                            "lower val_fraction")
+    with pytest.raises(DatasetError, match=r"^the time split of toy leaves no validation ratings: none of the 1 "
+                                           r"usable ratings .* or set it to 0 to train without validation$"):
+        time_split(x, window, seed=to_test)
+    no_val = TimeSplitConfig(*dataclasses.astuple(window)[:4], val_fraction=0.0)
+    split = time_split(x, no_val, seed=to_val)
+    assert (split.train.nnz, split.val.nnz, split.test.nnz) == (2, 0, 1)
+
+
 def test_official_fold_u1(mirror):
     split = official_fold(mirror / "ml-100k", "u1")
     assert split.train.nnz == 80000 and split.test.nnz == 20000 and split.val.nnz == 0
@@ -395,14 +467,43 @@ def test_official_fold_errors(tmp_path):
         official_fold(tmp_path, "u9")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'u1.base'} not found"):
         official_fold(tmp_path, "u1")
-    (tmp_path / "u1.base").write_text("1\t1\t5\t874965758\n1\t2\tfive\t874965758\n")
-    (tmp_path / "u1.test").write_text("1\t3\t4\t874965758\n")
-    with pytest.raises(DatasetError, match=r"u1.base:2: malformed line '1\\t2\\tfive\\t874965758'"):
+
+
+@pytest.mark.parametrize("part, data, line, reason", [
+    ("base", b"1\t1\t5\t874965758\n1\t2\tfive\t874965758\n", 2, "expected an integer, got 'five'"),
+    ("test", b"1\t3\t4\t874965758\t7\n", 1, "expected 4 fields separated by '\\t', found 5"),
+    # MovieLens 100K ratings are whole stars 1..5.
+    ("base", b"1\t1\t5\t874965758\n1\t2\t6\t874965758\n", 2, "rating 6 outside [1, 5]"),
+    ("base", b"1\t1\t0\t874965758\n", 1, "rating 0 outside [1, 5]"),
+    ("test", b"1\t3\t3.5\t874965758\n", 1, "expected an integer, got '3.5'"),
+    # A truncated file: the last line is cut in the middle of its fields.
+    ("base", b"1\t1\t5\t874965758\n1\t2\t3\t874965758\n1\t3", 3, "expected 4 fields separated by '\\t', found 2"),
+    ("base", b"1\t1\t5\t874965758\n1\t2\t3\t", 2, "expected an integer, got ''"),
+    # A latin-1 byte (0xe9) where UTF-8 is expected; the quoted line shows it as U+FFFD.
+    ("test", b"1\t3\t4\t874965758\n1\t4\xe9\t4\t874965758\n", 2, "byte 0xe9 at column 4 is not valid UTF-8"),
+    # An id too large for int64 is no id of ML-100K (pandas would raise OverflowError).
+    ("base", b"99999999999999999999\t1\t5\t874965758\n", 1, "integer '99999999999999999999' does not fit in 64 bits"),
+])
+def test_official_fold_bad_lines_name_file_and_line(tmp_path, part, data, line, reason):
+    (tmp_path / "u1.base").write_bytes(b"1\t1\t5\t874965758\n")
+    (tmp_path / "u1.test").write_bytes(b"1\t3\t4\t874965758\n")
+    (tmp_path / f"u1.{part}").write_bytes(data)
+    with pytest.raises(DatasetError) as e:
         official_fold(tmp_path, "u1")
-    (tmp_path / "u1.base").write_text("1\t1\t5\t874965758\n")
-    (tmp_path / "u1.test").write_text("1\t3\t4\t874965758\t7\n")
-    with pytest.raises(DatasetError, match=r"u1.test:1: malformed line"):
+    text = data.split(b"\n")[line - 1].decode("utf-8", "replace")
+    assert str(e.value) == (f"{tmp_path / f'u1.{part}'}:{line}: {reason}: {text!r}; "
+                            f"fix or delete that line, or re-download the dataset")
+
+
+def test_official_fold_empty_file(tmp_path):
+    (tmp_path / "u1.base").write_bytes(b"1\t1\t5\t874965758\n")
+    (tmp_path / "u1.test").write_bytes(b"")
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'u1.test'}: no ratings could be read"):
         official_fold(tmp_path, "u1")
+    # The hand-made fold itself reads: user 1, items 1 and 3.
+    (tmp_path / "u1.test").write_bytes(b"1\t3\t4\t874965758\n")
+    split = official_fold(tmp_path, "u1")
+    assert split.item_ids.tolist() == [1, 3] and split.train[0, 0] == 5 and split.test[0, 1] == 4
 
 
 def test_validation_slice():
@@ -419,7 +520,7 @@ def test_validation_slice():
 
 
 def test_netflix_raw_files_through_the_time_split_by_hand(raw):
-    """The fixture's 5 ratings (tests/fixtures/raw/netflix): train Apr..Aug 2005, test Sep..Oct 2005.
+    """The fixture's 5 ratings (tests/fixtures/raw/netflix): train Apr..Aug 2005, test Sep..Oct 2005, no val.
 
     Train window: (822109, movie 1, 05-13) and (1488844, movie 2, 04-29) -> users {822109, 1488844},
     movies {1, 2}. Test window: (1488844, 1, 09-06) is kept; (885013, 1, 10-19) and (2059652, 2, 09-05)
@@ -428,7 +529,7 @@ def test_netflix_raw_files_through_the_time_split_by_hand(raw):
     from data import formats
 
     x = formats.parse_netflix(raw / "netflix")
-    window = TimeSplitConfig("2005-04-01", "2005-08-31", "2005-09-01", "2005-10-31")
+    window = TimeSplitConfig("2005-04-01", "2005-08-31", "2005-09-01", "2005-10-31", val_fraction=0.0)
     split = time_split(x, window, seed=0)
     assert split.train.shape == (2, 2) and split.train.nnz == 2
     assert sorted(split.user_ids.tolist()) == [822109, 1488844] and sorted(split.item_ids.tolist()) == [1, 2]
