@@ -7,8 +7,11 @@ archives unpacked: ``ml-100k/``, ``ml-latest-small/``...), and the data dir
 dataset is downloaded, extracted safely and checksummed.
 
 Checksums of key files are verified wherever the files come from. A stamp file
-in the data dir remembers each file's md5 with its size and mtime, so repeated
-loads do not re-hash big files.
+in the data dir remembers each file's md5 with its size and mtime (in
+nanoseconds), so repeated loads do not re-hash big files, while any edit that
+changes either is hashed again. A download is refused when it grows past a size
+cap, and checked against the archive's md5 (where the registry knows it) before
+anything is extracted.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Iterable, Optional, TypeVar, Union
 
 from data import files
 from data.errors import DatasetError
@@ -41,8 +45,18 @@ ENV_DATA_DIR = "TFCF_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/tfcf"
 
 PathLike = Union[str, os.PathLike]
+T = TypeVar("T")
 
 _BLOCK = 1 << 20
+
+# The cap on one download whose size the registry does not know: far above any
+# registered archive (the largest, Last.fm 360K, is about 550 MB).
+MAX_DOWNLOAD_BYTES = 8 << 30
+# A download may be this many times the registry's approx_bytes.
+SIZE_MARGIN = 10
+# A file modified this recently may change again within the same mtime tick
+# without changing size or mtime: its md5 is not remembered (git's "racy" rule).
+_RACY_NS = 2_000_000_000
 
 
 def data_dir_path(data_dir: Optional[PathLike] = None) -> Path:
@@ -140,11 +154,59 @@ def _read_stamp(path: Path) -> dict:
         return {}
 
 
+def md5s(folder: Path, names: Iterable[str], cache: Path) -> dict[str, str]:
+    """The md5 of each present file ``folder / name``, hashed once per content.
+
+    Each md5 is remembered in ``<cache>/.verified/`` with the file's size and
+    mtime in nanoseconds, and reused only while both are unchanged; an edit
+    changes the mtime (and usually the size), so it is hashed again. A file
+    modified in the last two seconds is hashed but not remembered, since a
+    second edit within the same mtime tick could keep size and mtime. A
+    read-only cache only costs re-hashing.
+
+    Args:
+      folder: the folder holding the files.
+      names: paths relative to ``folder``; missing ones are left out.
+      cache: the data dir holding the stamps.
+
+    Returns:
+      dict name -> hex md5, in the order of ``names``.
+    """
+    folder = Path(folder)
+    stamp_path = _stamp_path(cache, folder)
+    stamp = _read_stamp(stamp_path)
+    changed = False
+    out = {}
+    for name in names:
+        path = folder / name
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        key = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        entry = stamp.get(name)
+        if isinstance(entry, dict) and {k: entry.get(k) for k in key} == key and isinstance(entry.get("md5"), str):
+            out[name] = entry["md5"]
+            continue
+        out[name] = md5_of(path)
+        if time.time_ns() - info.st_mtime_ns > _RACY_NS:
+            stamp[name] = {**key, "md5": out[name]}
+            changed = True
+        elif stamp.pop(name, None) is not None:
+            changed = True
+    if changed:
+        try:
+            files.write_json(stamp_path, stamp, indent=1, sort_keys=True)
+        except OSError:
+            pass  # The stamp is only a cache.
+    return out
+
+
 def verify(spec: DatasetSpec, folder: Path, cache: Path) -> None:
     """Checks the md5 of every present file listed in ``spec.checksums``.
 
-    Hashes are remembered in ``<cache>/.verified/`` keyed by size and mtime, so
-    an unchanged file is hashed once. A read-only cache only costs re-hashing.
+    Hashes are remembered by :func:`md5s`, so an unchanged file is hashed once
+    and an edited one (other size or mtime) again.
 
     Args:
       spec: the dataset.
@@ -156,47 +218,57 @@ def verify(spec: DatasetSpec, folder: Path, cache: Path) -> None:
     """
     if not spec.checksums:
         return
-    stamp_path = _stamp_path(cache, folder)
-    stamp = _read_stamp(stamp_path)
-    changed = False
+    # Only spec.files are required; the rest is checked when present.
+    got = md5s(folder, spec.checksums, cache)
     for file, expected in spec.checksums.items():
-        path = folder / file
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            continue  # Only spec.files are required; the rest is checked when present.
-        key = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
-        entry = stamp.get(file)
-        if isinstance(entry, dict) and {k: entry.get(k) for k in key} == key and "md5" in entry:
-            got = entry["md5"]
-        else:
-            got = md5_of(path)
-            stamp[file] = {**key, "md5": got}
-            changed = True
-        if got != expected:
-            raise DatasetError(f"checksum mismatch for {path}: expected md5 {expected}, got {got}; "
+        if file in got and got[file] != expected:
+            raise DatasetError(f"checksum mismatch for {folder / file}: expected md5 {expected}, got {got[file]}; "
                                f"delete it and download again, or fix the mirror")
-    if changed:
-        try:
-            files.write_json(stamp_path, stamp, indent=1, sort_keys=True)
-        except OSError:
-            pass  # The stamp is only a cache.
 
 
 # ----------------------------------------------------------------------------- download
 
-def _fetch(url: str, dest: Path, label: str) -> None:
-    """Streams ``url`` to ``dest`` with a progress line on stderr."""
+def _download_cap(spec: DatasetSpec) -> int:
+    """The most bytes one download of ``spec`` may have."""
+    return SIZE_MARGIN * spec.approx_bytes if spec.approx_bytes else MAX_DOWNLOAD_BYTES
+
+
+def _fetch(url: str, dest: Path, label: str, max_bytes: int = MAX_DOWNLOAD_BYTES,
+           md5: Optional[str] = None) -> None:
+    """Streams ``url`` to ``dest`` with a progress line on stderr.
+
+    Args:
+      url: what to download.
+      dest: the file to write.
+      label: the name in the progress line.
+      max_bytes: refuse a download announced as, or growing, larger than this.
+      md5: the expected md5 of the whole download, or None.
+
+    Raises:
+      DatasetError: a network failure, a short read, a download over
+        ``max_bytes`` or one whose md5 differs from ``md5``.
+    """
+    def too_large(what: str) -> DatasetError:
+        return DatasetError(f"refusing to download {url}: {what} the limit of {max_bytes} bytes for {label}; "
+                            f"download and unpack it by hand and set {ENV_MIRROR} to the folder holding it")
+
+    digest = hashlib.md5()
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
+            if total > max_bytes:
+                raise too_large(f"its announced {total} bytes exceed")
             done, shown = 0, 0.0
             while True:
                 block = response.read(_BLOCK)
                 if not block:
                     break
-                out.write(block)
                 done += len(block)
+                # A server may send more than it announced, or announce nothing.
+                if done > max_bytes:
+                    raise too_large("it sent more than")
+                out.write(block)
+                digest.update(block)
                 now = time.monotonic()
                 if now - shown > 0.5:
                     shown = now
@@ -210,6 +282,10 @@ def _fetch(url: str, dest: Path, label: str) -> None:
         reason = getattr(err, "reason", None) or err
         raise DatasetError(f"could not download {url} ({' '.join(str(reason).split())}); download and unpack it "
                            f"elsewhere and set {ENV_MIRROR} to the folder holding it") from None
+    if md5 is not None and digest.hexdigest() != md5:
+        raise DatasetError(f"checksum mismatch for the download {url}: expected md5 {md5}, got "
+                           f"{digest.hexdigest()}; nothing was extracted: try again, or download and unpack it by "
+                           f"hand and set {ENV_MIRROR} to the folder holding it")
 
 
 def _fetch_dataset(spec: DatasetSpec, cache: Path) -> None:
@@ -221,10 +297,11 @@ def _fetch_dataset(spec: DatasetSpec, cache: Path) -> None:
             source = staging / spec.folder
             source.mkdir()
             for file in spec.files:
-                _fetch(urllib.parse.urljoin(spec.url, file), source / file, f"{spec.name} {file}")
+                _fetch(urllib.parse.urljoin(spec.url, file), source / file, f"{spec.name} {file}",
+                       _download_cap(spec))
         else:
             archive = staging / (Path(urllib.parse.urlparse(spec.url).path).name or "archive")
-            _fetch(spec.url, archive, spec.name)
+            _fetch(spec.url, archive, spec.name, _download_cap(spec), spec.archive_md5)
             unpacked = staging / "unpacked"
             extract(archive, unpacked)
             source = unpacked if spec.flat else unpacked / spec.folder
@@ -269,25 +346,37 @@ def extract(archive: Path, dest: Path) -> None:
 
     Members with absolute paths, ``..`` escapes, links pointing out of
     ``dest`` or device files stop the whole extraction before anything is
-    written.
+    written. Zip members are extracted one by one, so a member that fails
+    (bad CRC, corrupt compressed data, encryption) is named.
 
     Args:
       archive: the downloaded file.
       dest: the folder to create and fill.
 
     Raises:
-      DatasetError: an unsafe member, or a corrupt or unknown archive.
+      DatasetError: an unsafe or corrupt member, or a corrupt or unknown archive.
     """
     dest.mkdir(parents=True, exist_ok=True)
     root = os.path.normpath(str(dest.resolve()))
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
+                members = zf.infolist()
+                for info in members:
                     _inside(root, archive, info.filename, info.filename)
                     if stat.S_ISLNK(info.external_attr >> 16):
-                        _check_link(root, archive, info.filename, zf.read(info).decode("utf-8", "replace"))
-                zf.extractall(dest)
+                        link = _zip_member(archive, info, lambda: zf.read(info))
+                        _check_link(root, archive, info.filename, link.decode("utf-8", "replace"))
+                for info in members:
+                    target = _zip_member(archive, info, lambda: zf.extract(info, dest))
+                    if not info.is_dir():
+                        # Like unzip, keep the member's date: a file just written would be re-hashed
+                        # until it is two seconds old (see md5s).
+                        try:
+                            when = time.mktime(info.date_time + (0, 0, -1))
+                        except (OverflowError, ValueError):
+                            continue
+                        os.utime(target, (when, when))
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
                 members = tf.getmembers()
@@ -304,6 +393,20 @@ def extract(archive: Path, dest: Path) -> None:
                 tf.extractall(dest, members=members, filter="data")
         else:
             raise DatasetError(f"{archive} is neither a zip nor a tar archive; delete it and download again")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
         raise DatasetError(f"{archive}: corrupt archive ({' '.join(str(err).split())}); "
+                           f"delete it and download again") from None
+    except OSError as err:  # a full disk, a read-only folder
+        raise DatasetError(f"cannot extract {archive} into {dest} ({' '.join(str(err).split())}); "
+                           f"free some space or choose another data dir (TFCF_DATA_DIR)") from None
+
+
+def _zip_member(archive: Path, info: zipfile.ZipInfo, read: Callable[[], T]) -> T:
+    """``read()`` of one zip member, its failure as one line naming the archive and the member."""
+    try:
+        return read()
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method.
+        raise DatasetError(f"{archive}: member {info.filename!r} fails to extract "
+                           f"({type(err).__name__}: {' '.join(str(err).split())}); the archive is corrupt: "
                            f"delete it and download again") from None

@@ -6,6 +6,7 @@ import re
 import shutil
 import stat
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -140,13 +141,57 @@ def test_verification_is_cached_by_size_and_mtime(raw, tmp_path, monkeypatch):
     assert hashed == ["ratings.dat", "ratings.dat"]
 
 
+def test_an_edited_fold_file_is_refused(mirror, tmp_path):
+    copy = tmp_path / "mirror" / "ml-100k"
+    copy.mkdir(parents=True)
+    for file in ("u.data", "u.item", "u1.base", "u1.test"):
+        shutil.copy2(mirror / "ml-100k" / file, copy / file)
+    cache = tmp_path / "cache"
+    assert download.locate("ml-100k", mirror=tmp_path / "mirror", data_dir=cache) == copy
+    # One rating of u1.base changed, 5 -> 4: same size, so only the mtime tells the stamp.
+    data = (copy / "u1.base").read_bytes()
+    assert data.startswith(b"1\t1\t5\t")
+    (copy / "u1.base").write_bytes(b"1\t1\t4\t" + data[6:])
+    with pytest.raises(DatasetError) as info:
+        download.locate("ml-100k", mirror=tmp_path / "mirror", data_dir=cache)
+    assert one_line(info).startswith(f"checksum mismatch for {copy / 'u1.base'}: expected md5 "
+                                     f"4325f44281c9f8c119a3694662d63fc2, got {md5(copy / 'u1.base')};")
+
+
+def test_same_size_edit_is_hashed_again_and_fresh_files_are_not_remembered(tmp_path, monkeypatch):
+    hashed = []
+    real_md5 = download.md5_of
+    monkeypatch.setattr(download, "md5_of", lambda path: hashed.append(path.name) or real_md5(path))
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    # Written just now: a second edit within the same mtime tick could keep size and mtime, so the
+    # md5 is not remembered yet.
+    for _ in range(2):
+        assert download.md5s(tmp_path, ["f.txt", "absent"], tmp_path / "cache") == {"f.txt": md5(path)}
+    assert hashed == ["f.txt", "f.txt"]
+    old = time.time_ns() - 3_600_000_000_000
+    os.utime(path, ns=(old, old))
+    for _ in range(2):
+        download.md5s(tmp_path, ["f.txt"], tmp_path / "cache")
+    assert hashed == ["f.txt"] * 3
+    # Same size, new content, another mtime (by one nanosecond): hashed again.
+    path.write_bytes(b"abd")
+    os.utime(path, ns=(old + 1, old + 1))
+    assert download.md5s(tmp_path, ["f.txt"], tmp_path / "cache") == {"f.txt": md5(path)}
+    assert hashed == ["f.txt"] * 4
+
+
 # ----------------------------------------------------------------------------- download
 
 
-def make_zip(path, files, prefix=""):
+# Members dated like a real release: extracted files keep this date, as unzip does.
+ZIP_DATE = (1998, 4, 22, 23, 10, 0)
+
+
+def make_zip(path, files, prefix="", compression=zipfile.ZIP_STORED):
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
-            zf.writestr(prefix + name, data)
+            zf.writestr(zipfile.ZipInfo(prefix + name, date_time=ZIP_DATE), data, compress_type=compression)
     return path
 
 
@@ -168,6 +213,7 @@ def test_download_verify_extract_then_reuse(raw, tmp_path, monkeypatch, capsys):
     assert "downloading ml-100k" in capsys.readouterr().err
     # Only the extracted folder and the verification stamp remain (no archive, no staging).
     assert sorted(p.name for p in cache.iterdir()) == [".verified", "ml-100k"]
+    assert time.localtime((folder / "u.data").stat().st_mtime)[:6] == ZIP_DATE
 
     def no_network(*args):
         raise AssertionError("downloaded again")
@@ -334,5 +380,72 @@ def test_corrupt_archive(tmp_path):
     # A stored member whose bytes changed after zipping fails its CRC.
     data = make_zip(tmp_path / "t.zip", {"a": b"x" * 1000}).read_bytes()
     (tmp_path / "t.zip").write_bytes(data.replace(b"x" * 10, b"y" * 10, 1))
-    with pytest.raises(DatasetError, match=r"t.zip: corrupt archive \(Bad CRC-32"):
+    with pytest.raises(DatasetError) as info:
         download.extract(tmp_path / "t.zip", tmp_path / "out2")
+    assert one_line(info) == (f"{tmp_path / 't.zip'}: member 'a' fails to extract (BadZipFile: Bad CRC-32 for "
+                              f"file 'a'); the archive is corrupt: delete it and download again")
+
+
+def test_corrupt_compressed_member_is_named(tmp_path):
+    # A deflated member whose compressed bytes are damaged fails in zlib, after a good member.
+    text = bytes(range(256)) * 64
+    data = bytearray(make_zip(tmp_path / "d.zip", {"ok.txt": b"fine", "u.data": text}, prefix="ml-100k/",
+                              compression=zipfile.ZIP_DEFLATED).read_bytes())
+    start = data.index(b"ml-100k/u.data") + len(b"ml-100k/u.data")  # the member's data follow its local header
+    data[start + 10:start + 40] = b"\xff" * 30
+    (tmp_path / "d.zip").write_bytes(bytes(data))
+    with pytest.raises(DatasetError) as info:
+        download.extract(tmp_path / "d.zip", tmp_path / "out")
+    message = one_line(info)
+    assert message.startswith(f"{tmp_path / 'd.zip'}: member 'ml-100k/u.data' fails to extract (")
+    assert message.endswith("); the archive is corrupt: delete it and download again")
+
+
+# ----------------------------------------------------------------------------- archive checksum and size cap
+
+
+def test_archive_md5_is_checked_before_extraction(raw, tmp_path, monkeypatch):
+    files = {f: (raw / "ml-100k" / f).read_bytes() for f in ("u.data", "u.item")}
+    archive = make_zip(tmp_path / "ml-100k.zip", files, prefix="ml-100k/")
+    extracted = []
+    real_extract = download.extract
+    monkeypatch.setattr(download, "extract", lambda *args: extracted.append(args) or real_extract(*args))
+    use_spec(monkeypatch, "ml-100k", url=archive.as_uri(), checksums={}, archive_md5="0" * 32)
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetError) as info:
+        download.locate("ml-100k", data_dir=cache)
+    assert one_line(info).startswith(
+        f"checksum mismatch for the download {archive.as_uri()}: expected md5 {'0' * 32}, got {md5(archive)}; "
+        f"nothing was extracted")
+    assert extracted == [] and list(cache.iterdir()) == []
+    # The right md5 passes, and the archive is extracted.
+    use_spec(monkeypatch, "ml-100k", url=archive.as_uri(), checksums={}, archive_md5=md5(archive))
+    assert (download.locate("ml-100k", data_dir=cache) / "u.data").read_bytes() == files["u.data"]
+    assert len(extracted) == 1
+
+
+class Response(io.BytesIO):
+    """A response with the given headers (none: a server that does not say how much it sends)."""
+
+    def __init__(self, data, headers):
+        super().__init__(data)
+        self.headers = headers
+
+
+@pytest.mark.parametrize("headers, how", [({"Content-Length": "1001"}, "its announced 1001 bytes exceed"),
+                                          ({}, "it sent more than")])
+def test_download_over_the_size_cap_is_refused(tmp_path, monkeypatch, headers, how):
+    # approx_bytes 100: ten times that, 1000 bytes, is the most a download may have.
+    use_spec(monkeypatch, "ml-1m", url="https://example.invalid/ml-1m.zip", approx_bytes=100)
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Response(b"x" * 1001, headers))
+    with pytest.raises(DatasetError) as info:
+        download.locate("ml-1m", data_dir=tmp_path)
+    assert one_line(info).startswith(
+        f"refusing to download https://example.invalid/ml-1m.zip: {how} the limit of 1000 bytes for ml-1m; "
+        f"download and unpack it by hand and set TFCF_DATA_MIRROR to the folder holding it")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_cap_without_a_known_size():
+    assert download._download_cap(registry.get_spec("netflix")) == download.MAX_DOWNLOAD_BYTES
+    assert download._download_cap(registry.get_spec("ml-100k")) == 10 * registry.get_spec("ml-100k").approx_bytes

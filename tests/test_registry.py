@@ -22,7 +22,11 @@ def test_spec_is_consistent(name):
     assert spec.archive in ("zip", "tar.gz", "files", "none")
     assert (spec.url is None) == (name == "netflix")
     if spec.url is not None:
-        assert spec.url.startswith(("https://", "http://"))
+        # Every host serves https: a plain-http download could be altered on the way.
+        assert spec.url.startswith("https://"), spec.url
+        # Known sizes put a cap of ten times them on a download (data.download._fetch).
+        assert isinstance(spec.approx_bytes, int) and spec.approx_bytes > 0
+    assert spec.archive_md5 is None or re.fullmatch(r"[0-9a-f]{32}", spec.archive_md5)
     assert spec.description and "\n" not in spec.description
     # Every checksum is a 32-hex md5 of a file inside the folder.
     for file, md5 in spec.checksums.items():
@@ -53,6 +57,10 @@ def test_known_checksums():
     assert registry.get_spec("ml-latest-small").checksums["ratings.csv"] == "325a6f09399d1c45671f187505e1a100"
     assert registry.get_spec("lastfm-2k").checksums["user_artists.dat"] == "85f04141f44f8ff69953bdbd62728bf5"
     assert registry.get_spec("ml-1m").checksums == {"ratings.dat": "a89aa3591bc97d6d4e0c89459ff39362"}
+    # The official folds are verified like the key files.
+    folds = {f"{fold}.{part}" for fold in ("u1", "u2", "u3", "u4", "u5", "ua", "ub") for part in ("base", "test")}
+    assert folds <= set(registry.get_spec("ml-100k").checksums)
+    assert registry.get_spec("ml-100k").checksums["ub.test"] == "5292d1e388d156aa0c19c384cdf35aca"
     # No trusted md5 known: nothing is verified rather than an invented value.
     for name in ("ml-10m", "ml-20m", "netflix", "lastfm-360k", "pinterest-20"):
         assert registry.get_spec(name).checksums == {}
