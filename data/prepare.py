@@ -2,18 +2,22 @@
 
 :func:`prepare` loads a dataset (registry name or the user's own file),
 applies the preparation protocol of :mod:`data.protocols` and caches the
-result (:mod:`data.cache`), keyed by everything that determines it.
+result (:mod:`data.cache`), keyed by everything that determines it, the md5 of
+the source files included. The files are verified on every call, a warm cache
+too, so an edited file is refused (registered datasets) or makes a new split
+(your own file) instead of being served stale from the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import os
+import sys
 from pathlib import Path
 from typing import Optional
 
-from data.errors import ConfigError
+from data.errors import ConfigError, DatasetError
 
 
 @dataclasses.dataclass
@@ -79,11 +83,29 @@ def default_protocol(task: str, dataset: str) -> str:
 def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     """Loads a dataset and applies the protocol (through the split cache).
 
+    Before the cache is looked at, a registered dataset's files are located
+    and verified against the registry's md5s (:func:`data.download.locate`;
+    remembered by size and mtime, so this is cheap), and the md5 of the files
+    the split is read from (remembered the same way; your own file included)
+    goes into the cache key.
+
+    Args:
+      cfg: the dataset and protocol settings.
+      task: ``"topk"`` or ``"rating"``; picks the default protocol.
+      seed: the protocol's only source of randomness.
+      verbose: print one line with the split's counts.
+
     Returns:
       (split, info): a ``HeldoutSplit`` or ``RatingSplit``, and a dict with the
-      dataset, protocol, its config and the split's counts.
+      dataset, protocol, its config, the seed, the split's counts and
+      ``checksums`` (source file -> md5 of the files the split was built from).
+
+    Raises:
+      ConfigError: a protocol that does not fit the task or the dataset.
+      DatasetError: missing, corrupt or malformed data, or a split with an
+        empty part.
     """
-    from data import cache, custom, loader, protocols, registry
+    from data import cache, custom, download, loader, protocols, registry
 
     protocol = cfg.protocol or default_protocol(task, cfg.dataset)
     if task == "topk" and protocol != "heldout":
@@ -118,29 +140,51 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     else:
         raise ConfigError(f"unknown protocol '{protocol}'; use heldout, fold, random or time")
     pdict = pconfig if isinstance(pconfig, dict) else dataclasses.asdict(pconfig)
-    key = {"dataset": cfg.dataset, "protocol": protocol, "config": pdict, "seed": seed,
-           "checksums": dict(spec.checksums) if spec else _file_stamp(cfg.dataset)}
+    data_dir = download.data_dir_path(cfg.data_dir)
+    if spec is not None:
+        folder = download.locate(cfg.dataset, cfg.data_dir, cfg.mirror)
+        sources = ([f"{cfg.fold}.base", f"{cfg.fold}.test"] if protocol == "fold" else _parser_files(spec, folder))
+        checksums = _summarize(download.md5s(folder, sources, data_dir))
+    else:
+        path = Path(cfg.dataset).expanduser()
+        md5 = download.md5s(path.parent, [path.name], data_dir).get(path.name) if path.is_file() else None
+        if md5 is None:
+            build()  # Raises the reader's one-line error: no such file, a folder, an unknown dataset.
+        checksums = {str(path.resolve()): md5}
+    key = {"dataset": cfg.dataset, "protocol": protocol, "config": pdict, "seed": seed, "checksums": checksums}
     if spec is None and not cfg.custom_format().is_default():
         key["columns"] = dataclasses.asdict(cfg.custom_format())
     if cfg.cache:
-        cache_dir = Path(cfg.data_dir or os.environ.get("TFCF_DATA_DIR") or Path.home() / ".cache" / "tfcf")
-        split = cache.load_or_build(cache_dir / "prepared", key, build)
+        split = cache.load_or_build(data_dir / "prepared", key, build)
     else:
         split = build()
     info = {"dataset": cfg.dataset, "protocol": protocol, "protocol_config": pdict, "seed": seed,
-            "counts": split_counts(split)}
+            "counts": split_counts(split), "checksums": checksums}
     if verbose:
         print(f"data: {cfg.dataset} ({protocol}) {json.dumps(info['counts'])}", flush=True)
     return split, info
 
 
-def _file_stamp(path: str) -> dict:
-    """A cache key part for a user's file: its size and modification time."""
-    p = Path(path)
-    if not p.exists():
-        return {"path": path}
-    st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
+# More source files than this (Netflix: 17,770) are recorded as one combined md5.
+_MAX_LISTED = 16
+
+
+def _parser_files(spec, folder: Path) -> list[str]:
+    """The files of ``folder`` the dataset's parser reads, relative to it."""
+    if spec.files:
+        return list(spec.files)
+    from data.formats import netflix_files
+
+    return [path.relative_to(folder).as_posix() for path in netflix_files(folder)]
+
+
+def _summarize(checksums: dict[str, str]) -> dict[str, str]:
+    """``checksums``, or for many files one md5 over their sorted ``name md5`` lines."""
+    if len(checksums) <= _MAX_LISTED:
+        return checksums
+    names = sorted(checksums)
+    lines = "".join(f"{name} {checksums[name]}\n" for name in names)
+    return {f"{len(names)} files {names[0]} .. {names[-1]}": hashlib.md5(lines.encode()).hexdigest()}
 
 
 def split_counts(split) -> dict[str, int]:
@@ -156,11 +200,27 @@ def split_counts(split) -> dict[str, int]:
 
 
 def titles(cfg: DataConfig) -> dict:
-    from data import loader, registry
+    """Item titles of the dataset, keyed by original item id; ``{}`` where there are none.
 
-    if cfg.dataset not in registry.names():
+    Titles are a nicety, so a run goes on without them: a dataset without
+    titles (Netflix, Pinterest, Last.fm 360K, your own file) gives ``{}``
+    quietly; a titles file that cannot be read (missing, malformed, wrong
+    checksum, unreadable) gives ``{}`` and one warning line on stderr naming
+    the file and the reason. Other exceptions are bugs and propagate.
+
+    Args:
+      cfg: the dataset settings.
+
+    Returns:
+      dict original item id -> title.
+    """
+    from data import formats, loader, registry
+
+    if cfg.dataset not in registry.names() or not formats.has_titles(cfg.dataset):
         return {}
     try:
         return loader.load_titles(cfg.dataset, cfg.data_dir, cfg.mirror)
-    except Exception:  # titles are a nicety; a run never fails for them
+    except (DatasetError, OSError) as err:
+        reason = " ".join(str(err).split())
+        print(f"warning: {reason}; continuing without item titles", file=sys.stderr, flush=True)
         return {}
