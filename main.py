@@ -14,6 +14,7 @@ second run of the same command resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -29,7 +30,7 @@ flags.DEFINE_bool("test", False, "Report test metrics; without --train, of the m
 flags.DEFINE_bool("benchmark", False, "Time training and validation epochs after --warm_up_epochs; writes benchmark.json.")
 flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids): print the top --top_k items "
                     "recommended for a user who has them, from the model in --export_dir.")
-flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.")
+flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.", lower_bound=1)
 flags.DEFINE_list("recommend_users", None, "Comma-separated user ids (original ids): the top --top_k items for each, "
                   "without the items they already have, from the model in --export_dir.")
 flags.DEFINE_string("recommend_users_file", None, "Like --recommend_users, from a file of user ids (one a line, or "
@@ -82,14 +83,14 @@ flags.DEFINE_string("logdir", None, "TensorBoard folder (default <export_dir>/lo
 flags.DEFINE_float("lr", 1e-3, "Learning rate.")
 flags.DEFINE_string("optimizer", "adam", "adam, momentum, sgd, adagrad or rmsprop.")
 flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
-flags.DEFINE_integer("number_of_epochs", 200, "Epochs to train.")
-flags.DEFINE_integer("batch_size_train", 100, "Users per training step (per worker with several GPUs); 100 chosen by "
+flags.DEFINE_integer("number_of_epochs", 200, "Epochs to train.", lower_bound=1)
+flags.DEFINE_integer("batch_size_train", 100, lower_bound=1, help="Users per training step (per worker with several GPUs); 100 chosen by "
                      "ML-100K validation NDCG@100 (0.4350 vs 0.4330 for 500); raise it for ML-20M-sized data.")
-flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.")
-flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).")
-flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.")
-flags.DEFINE_integer("warm_up_epochs", 1, "Benchmark: epochs left out of the timing.")
-flags.DEFINE_integer("benchmark_epochs", 3, "Benchmark: epochs timed after the warm-up.")
+flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.", lower_bound=1)
+flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).", lower_bound=1)
+flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.", lower_bound=1)
+flags.DEFINE_integer("warm_up_epochs", 1, "Benchmark: epochs left out of the timing.", lower_bound=0)
+flags.DEFINE_integer("benchmark_epochs", 3, "Benchmark: epochs timed after the warm-up.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
 # --- data ---
 flags.DEFINE_string("dataset", "ml-100k", "Dataset name (ml-100k, ml-1m, ml-20m, ml-latest-small, netflix, "
@@ -116,30 +117,113 @@ flags.DEFINE_string("sep", None, "Field separator: ',', tab, '::', ';', '|' or s
 # --- run ---
 flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, logs, results.json "
                     "(default runs/<dataset>-<model>).")
-flags.DEFINE_bool("fresh", False, "Start over instead of resuming from the latest checkpoint.")
+flags.DEFINE_bool("fresh", False, "Start over instead of resuming: the run in --export_dir is moved aside to "
+                  "<export_dir>.replaced-<time>, never deleted.")
+flags.DEFINE_string("warm_start", None, "A finished run folder of the same model and split whose exported weights "
+                    "start this run (e.g. to continue a diverged run at a lower --lr in a new --export_dir).")
 flags.DEFINE_integer("gpu_number", None, "Which GPU to use (sets CUDA_VISIBLE_DEVICES).")
 flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU; N > 1 re-launches this command "
                      "as N Horovod workers on this host (CPU workers where there is no GPU).")
 
 
+# Flag -> the RunConfig key it sets (dotted; see training.config.flatten). A run-reading mode
+# (--test alone) refuses the flags given here that contradict the run folder's manifest.
+FLAG_KEYS = {
+    "model": ("model",), "seed": ("seed",), "use_tf_amp": ("use_amp",), "xla": ("train.xla",),
+    "lr": ("optim.lr",), "optimizer": ("optim.optimizer",), "weight_decay": ("optim.weight_decay",),
+    "batch_size_train": ("optim.batch_size_train",), "batch_size_validation": ("optim.batch_size_validation",),
+    "lr_milestones": ("optim.lr_milestones",), "lr_gamma": ("optim.lr_gamma",),
+    "number_of_epochs": ("train.epochs",), "validation_step": ("train.validation_step",),
+    "patience": ("train.patience",), "warm_start": ("warm_start",),
+    "dataset": ("data.dataset",), "protocol": ("data.protocol",), "threshold": ("data.threshold",),
+    "heldout_users": ("data.val_users", "data.test_users"), "min_uc": ("data.min_uc",), "fold": ("data.fold",),
+    "test_fraction": ("data.test_fraction",), "val_fraction": ("data.val_fraction",),
+    "time_window": ("data.time_window",), "user_col": ("data.user_col",), "item_col": ("data.item_col",),
+    "rating_col": ("data.rating_col",), "time_col": ("data.time_col",), "sep": ("data.sep",),
+}
+# Model hyper-parameter flags -> the model config field (or baseline parameter) they set.
+PARAM_FLAGS = {
+    "total_anneal_steps": "total_anneal_steps", "anneal_cap": "anneal_cap", "lam": "lam", "hidden_layers": "hidden",
+    "latent_dim": "latent", "dropout": "dropout", "ease_lambda": "ease_lambda", "activation": "activation",
+    "drop_prob": "drop_prob", "noise_prob": "noise_prob", "constrained": "constrained",
+    "last_layer_activations": "last_layer_activations", "aug_step": "aug_step", "major": "major", "rank": "rank",
+    "use_bias": "use_bias", "embedding_dim": "embedding_dim", "layer_sizes": "layer_sizes",
+    "factorization_weight": "factorization_weight", "regression_weight": "regression_weight",
+    "no_shared_embeddings": "shared_embeddings", "bpr_form": "bpr_form",
+}
+FLAG_KEYS.update({flag: (f"model_params.{param}",) for flag, param in PARAM_FLAGS.items()})
+# Flags only models with a training loop use.
+TRAINING_FLAGS = ("lr", "optimizer", "weight_decay", "batch_size_train", "lr_milestones", "lr_gamma",
+                  "number_of_epochs", "validation_step", "patience", "xla", "use_tf_amp", "warm_start", "logdir")
+# Flags of one preparation protocol.
+PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window": ("time",),
+                  "heldout_users": ("heldout",), "min_uc": ("heldout",), "val_fraction": ("random", "fold")}
+
+
+def _fraction(value) -> bool:
+    return value is None or 0.0 <= value < 1.0
+
+
+def _positive_ints(values) -> bool:
+    return values is None or all(v.strip().isdigit() and int(v) > 0 for v in values)
+
+
+for _name in ("dropout", "drop_prob", "noise_prob"):
+    flags.register_validator(_name, _fraction, message=f"--{_name} must be in [0, 1)")
+for _name in ("hidden_layers", "layer_sizes", "lr_milestones"):
+    flags.register_validator(_name, _positive_ints, message=f"--{_name} takes whole numbers > 0 separated by commas, "
+                                                            f"e.g. 600,200")
+flags.register_validator("lr", lambda v: math.isfinite(v) and v > 0, message="--lr must be a finite number > 0")
+flags.register_validator("heldout_users", lambda v: math.isfinite(v) and v > 0,
+                         message="--heldout_users must be a fraction in (0, 1) or a count >= 1")
+
+
+def _check_applicable(models: list[str]) -> None:
+    """Refuses flags that none of ``models`` uses (they would be silently ignored)."""
+    import dataclasses
+
+    from data.errors import ConfigError
+    from data.prepare import default_protocol
+    from training import families
+
+    fams = [families.get(m) for m in models]
+    what = models[0] if len(models) == 1 else ", ".join(models)
+    for flag, param in PARAM_FLAGS.items():
+        if not FLAGS[flag].present:
+            continue
+        used = False
+        for fam in fams:
+            if param == "major":
+                used |= fam.name == "deeprec"
+            elif fam.trainable:
+                used |= param in {f.name for f in dataclasses.fields(fam.cls().config_class)}
+            else:
+                used |= param in dict(fam.baseline_params)
+        if not used:
+            raise ConfigError(f"--{flag} does not apply to {what}; drop it (--help lists each model's flags)")
+    if not any(fam.trainable for fam in fams):
+        for flag in TRAINING_FLAGS:
+            if FLAGS[flag].present:
+                raise ConfigError(f"--{flag} does not apply to {what}: a closed-form model has no training loop")
+    protocol = FLAGS.protocol or default_protocol(fams[0].task, FLAGS.dataset)
+    for flag, protocols in PROTOCOL_FLAGS.items():
+        if FLAGS[flag].present and protocol not in protocols:
+            raise ConfigError(f"--{flag} applies to --protocol {' or '.join(protocols)}, not to this run's "
+                              f"protocol {protocol}")
+
+
 def configs():
-    """Turns the flags into a :class:`training.runner.RunConfig`."""
-    from training.runner import DataConfig, OptimConfig, RunConfig
-    from training.trainer import TrainConfig
+    """Turns the flags into a :class:`training.config.RunConfig`."""
+    from training.config import DataConfig, OptimConfig, RunConfig, TrainConfig
 
     modes = tuple(m for m in ("train", "test", "benchmark") if getattr(FLAGS, m))
     export_dir = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}")
-    params = {"total_anneal_steps": FLAGS.total_anneal_steps, "anneal_cap": FLAGS.anneal_cap, "lam": FLAGS.lam,
-              "hidden": tuple(int(h) for h in FLAGS.hidden_layers) if FLAGS.hidden_layers is not None else None,
-              "latent": FLAGS.latent_dim, "dropout": FLAGS.dropout, "ease_lambda": FLAGS.ease_lambda,
-              "activation": FLAGS.activation, "drop_prob": FLAGS.drop_prob, "noise_prob": FLAGS.noise_prob,
-              "constrained": FLAGS.constrained, "last_layer_activations": FLAGS.last_layer_activations,
-              "aug_step": FLAGS.aug_step, "major": FLAGS.major, "rank": FLAGS.rank, "use_bias": FLAGS.use_bias,
-              "embedding_dim": FLAGS.embedding_dim,
-              "layer_sizes": tuple(int(s) for s in FLAGS.layer_sizes) if FLAGS.layer_sizes else None,
-              "factorization_weight": FLAGS.factorization_weight, "regression_weight": FLAGS.regression_weight,
-              "shared_embeddings": False if FLAGS.no_shared_embeddings else None, "bpr_form": FLAGS.bpr_form}
+    params = {param: FLAGS[flag].value for flag, param in PARAM_FLAGS.items()}
+    params["hidden"] = tuple(int(h) for h in FLAGS.hidden_layers) if FLAGS.hidden_layers is not None else None
+    params["layer_sizes"] = tuple(int(s) for s in FLAGS.layer_sizes) if FLAGS.layer_sizes else None
+    params["shared_embeddings"] = False if FLAGS.no_shared_embeddings else None
     heldout = FLAGS.heldout_users if FLAGS.heldout_users < 1 else int(FLAGS.heldout_users)
+    explicit = {key: f"--{flag}" for flag, keys in FLAG_KEYS.items() if FLAGS[flag].present for key in keys}
     return RunConfig(
         model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
         data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
@@ -155,7 +239,8 @@ def configs():
                           export_dir=export_dir, xla=FLAGS.xla, fresh=FLAGS.fresh, patience=FLAGS.patience,
                           log_dir=FLAGS.logdir),
         model_params={k: v for k, v in params.items() if v is not None},
-        warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs)
+        warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
+        warm_start=FLAGS.warm_start, explicit=explicit, command=("main.py", *sys.argv[1:]))
 
 
 def _select_devices() -> None:
@@ -216,6 +301,8 @@ def _export_tools() -> None:
     from training import predict, recommend
 
     export_dir = FLAGS.export_dir or configs().export_dir
+    if FLAGS.output is not None:
+        predict.check_output(FLAGS.output)  # before any model work
     if FLAGS.predict is not None:
         fmt = CustomFormat(user_col=FLAGS.user_col, item_col=FLAGS.item_col, rating_col=FLAGS.rating_col,
                            time_col="none", sep=FLAGS.sep)
@@ -250,11 +337,14 @@ def main(argv) -> int:
         if FLAGS.compare is not None:
             from training import compare
 
+            _check_applicable(compare.parse_models(FLAGS.compare))
             compare.compare(FLAGS.compare, configs(), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
                                                                                              FLAGS.compare))
             return 0
         from training import runner
 
+        if FLAGS.train or FLAGS.benchmark:
+            _check_applicable([FLAGS.model])
         runner.run(configs())
     except TfcfError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -265,9 +355,18 @@ def main(argv) -> int:
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with a bad flag value as one line and exit status 2 (absl prints usage and exits 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

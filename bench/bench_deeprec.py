@@ -42,31 +42,24 @@ def synthetic_rows(n_users: int, n_items: int, per_user: int, seed: int) -> sp.c
 def time_epochs(rows: sp.csr_matrix, use_amp: bool, aug_step: int, epochs: int, batch_size: int, lr: float,
                 xla: bool, seed: int = 0) -> dict:
     """Trains ``epochs + 1`` epochs; returns the mean of the timed ones."""
-    import keras
-
-    from data import pipeline
-    from deeprec.config import DeepRecConfig
-    from deeprec.model import build
-    from training import precision
-    from training.trainer import TrainConfig, Trainer
+    from data.types import RatingSplit
+    from training import fit, precision
+    from training.config import OptimConfig, RunConfig, TrainConfig
 
     policy = precision.policy_name(use_amp)
-    with precision.policy_scope(policy):
-        model = build(DeepRecConfig(n_items=rows.shape[1], n_users=rows.shape[0], aug_step=aug_step, seed=seed))
+    empty = sp.csr_matrix(rows.shape, dtype=np.float32)
+    split = RatingSplit(train=rows, val=empty, test=empty, user_ids=np.arange(rows.shape[0]),
+                        item_ids=np.arange(rows.shape[1]))
     n = rows.shape[0]
-    if xla:
-        train = lambda e: pipeline.xla_row_batches(rows, batch_size, shuffle=True, seed=seed, epoch=e,
-                                                   drop_remainder=True).map(lambda d: {"input": d})
-    else:
-        train = lambda e: pipeline.row_batches(rows, batch_size, shuffle=True, seed=seed, epoch=e).map(
-            lambda x: {"input": x})
-    steps = pipeline.steps_per_epoch(n, batch_size, drop_remainder=xla)
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(epochs=epochs + 1, export_dir=tmp, verbose=False, xla=xla, keep_checkpoints=1)
-        trainer = Trainer(model, keras.optimizers.SGD(lr, momentum=0.9), config, policy=policy)
-        history = trainer.fit(train, steps, n)
-        updates = int(trainer.updater.updates.numpy())
-    timed = history.epochs[1:]
+        cfg = RunConfig(model="deeprec", seed=seed, export_dir=tmp, use_amp=use_amp, train=config,
+                        optim=OptimConfig(optimizer="momentum", lr=lr, batch_size_train=batch_size),
+                        model_params={"aug_step": aug_step})
+        result = fit.fit(cfg, split, observe_data=False)
+        updates = int(result.trainer.updater.updates.numpy())
+    history = result.summary["history"]
+    timed = history[1:]
     seconds = float(np.mean([e["train_seconds"] for e in timed]))
     return {"precision": policy, "aug_step": aug_step, "xla": xla, "users": n, "seconds": seconds,
             "users_per_s": n / seconds, "updates_per_epoch": updates // (epochs + 1),

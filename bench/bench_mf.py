@@ -5,7 +5,7 @@
     python bench/bench_mf.py folds      # seed 004's model on ML-100K u1..u5: mean test RMSE
 
 Each prints a markdown table. Everything trains through the engine
-(``training.runner`` pipelines and models, ``training.trainer.Trainer``);
+(every model trained through ``training.fit.fit``);
 ``homework`` and ``folds`` read ML-100K from ``--data_mirror`` (default
 ``$TFCF_DATA_MIRROR``). Not run by the tests.
 
@@ -51,11 +51,11 @@ def _dist():
 
 
 def rating_split(dataset: str, args, protocol: str = "random", **data_kwargs):
-    from training import runner
+    from data.prepare import DataConfig, prepare
 
-    data = runner.DataConfig(dataset=dataset, mirror=args.data_mirror, data_dir=args.data_dir, protocol=protocol,
+    data = DataConfig(dataset=dataset, mirror=args.data_mirror, data_dir=args.data_dir, protocol=protocol,
                              **data_kwargs)
-    return runner.prepare(data, "rating", args.seed, verbose=False)[0]
+    return prepare(data, "rating", args.seed, verbose=False)[0]
 
 
 def synthetic_split(seed: int):
@@ -70,11 +70,11 @@ def synthetic_split(seed: int):
 def epoch_seconds(model: str, split, batch_size: int, epochs: int, use_amp: bool, seed: int) -> dict:
     """:func:`training.runner.benchmark` of one family on one split (a fresh model, a temporary folder)."""
     from training import precision, runner
-    from training.trainer import TrainConfig
+    from training.config import OptimConfig, RunConfig, TrainConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-mf-") as tmp:
-        cfg = runner.RunConfig(model=model, seed=seed, export_dir=tmp, use_amp=use_amp,
-                               optim=runner.OptimConfig(batch_size_train=batch_size),
+        cfg = RunConfig(model=model, seed=seed, export_dir=tmp, use_amp=use_amp,
+                               optim=OptimConfig(batch_size_train=batch_size),
                                train=TrainConfig(verbose=False), warm_up_epochs=1, benchmark_epochs=epochs)
         return runner.benchmark(cfg, split, _dist(), precision.policy_name(use_amp))
 
@@ -99,7 +99,7 @@ def popularity_mrr(split) -> dict:
     """MRR of ranking items by their number of training ratings (same evaluation as the models)."""
     import tensorflow as tf
 
-    from training import metrics, runner, trainer
+    from training import fit, metrics, trainer
 
     counts = tf.constant(np.asarray((split.train != 0).sum(axis=0), np.float32).ravel())
 
@@ -107,26 +107,26 @@ def popularity_mrr(split) -> dict:
         scores = tf.tile(counts[None, :], [tf.shape(batch["row"])[0], 1])
         return {"mrr": metrics.mrr(scores, batch["target"], seen=batch["input"])}
 
-    return trainer.evaluate(step, runner.eval_batches(split.train, split.test, 2000, _dist()))
+    return trainer.evaluate(step, fit.eval_batches(split.train, split.test, 2000, _dist()))
 
 
 def homework_run(split, shared: bool, fw: float, rw: float, args, logdir: Path) -> dict:
     """One MultiTaskNet run, the test set evaluated every epoch; returns the last epoch's record."""
-    from training import families, precision, runner
-    from training.trainer import TrainConfig, Trainer
+    import dataclasses
 
-    family = families.get("multitask")
+    from training import fit
+    from training.config import OptimConfig, RunConfig, TrainConfig
+
     params = {"shared_embeddings": shared, "factorization_weight": fw, "regression_weight": rw,
-              "bpr_form": args.bpr_form, "seed": args.seed}
-    model = runner.build_model(family, split, params, precision.FLOAT32)
-    optim = runner.OptimConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size_train=args.batch_size)
-    data = runner.make_datasets(family.cls(), split, optim, args.seed, _dist())
+              "bpr_form": args.bpr_form}
+    optim = OptimConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size_train=args.batch_size)
     with tempfile.TemporaryDirectory(prefix="bench-mf-") as tmp:
         tcfg = TrainConfig(epochs=args.epochs, validation_step=1, export_dir=tmp, fresh=True, verbose=False,
                            log_dir=str(logdir))
-        trainer = Trainer(model, runner.make_optimizer(optim, data.steps_per_epoch), tcfg, _dist())
-        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.test)
-    return history.epochs[-1]
+        # The homework reports the test set after every epoch: here it plays the validation part.
+        result = fit.fit(RunConfig(model="multitask", seed=args.seed, export_dir=tmp, optim=optim, train=tcfg,
+                                   model_params=params), dataclasses.replace(split, val=split.test))
+    return result.summary["history"][-1]
 
 
 def homework(args) -> None:
@@ -159,19 +159,21 @@ def homework(args) -> None:
 # --- folds ------------------------------------------------------------------------------------
 def folds(args) -> None:
     from mf import grid
-    from training import runner, trainer
+    from training import fit as fitting
+    from training import trainer
+    from training.config import OptimConfig
 
     params = {"rank": args.rank, "use_bias": not args.no_bias}
     if args.lam is not None:
         params["lam"] = args.lam
-    optim = runner.OptimConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size_train=args.batch_size)
+    optim = OptimConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size_train=args.batch_size)
     print("| fold | best epoch | train RMSE | val RMSE | test RMSE | global mean RMSE | s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     tests = []
     for fold in args.folds.split(","):
         split = rating_split("ml-100k", args, protocol="fold", fold=fold, val_fraction=0.1)
         fit = grid.fit_on_split(split, params, optim, epochs=args.epochs, patience=args.patience, seed=args.seed)
-        test_batches = runner.eval_batches(split.train, split.test, 2000, _dist())
+        test_batches = fitting.eval_batches(split.train, split.test, 2000, _dist())
         test = trainer.evaluate(fit.model.evaluate_step, test_batches)
         tests.append(test["rmse"])
         mean_rmse = float(np.sqrt(np.mean((split.test.data - split.train.data.mean()) ** 2)))

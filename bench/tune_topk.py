@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data import files  # noqa: E402
 from training import runner  # noqa: E402
-from training.trainer import TrainConfig  # noqa: E402
+from training.config import DataConfig, OptimConfig, RunConfig, TrainConfig  # noqa: E402
 
 GRID = {
     "vae": [dict(batch=b, lr=lr, params=p) for b, lr, p in itertools.product(
@@ -48,10 +48,10 @@ def main() -> None:
             export_dir = Path(args.root) / f"{args.dataset}-{model}-{i}"
             results_path = export_dir / "results.json"
             if not results_path.exists():
-                cfg = runner.RunConfig(
+                cfg = RunConfig(
                     model=model.rstrip("0123456789"), modes=("train", "test"), export_dir=str(export_dir),
-                    data=runner.DataConfig(dataset=args.dataset),
-                    optim=runner.OptimConfig(lr=setting.get("lr", 1e-3), batch_size_train=setting.get("batch", 500)),
+                    data=DataConfig(dataset=args.dataset),
+                    optim=OptimConfig(lr=setting.get("lr", 1e-3), batch_size_train=setting.get("batch", 500)),
                     train=TrainConfig(epochs=args.epochs, validation_step=10, export_dir=str(export_dir),
                                       verbose=False),
                     model_params=setting.get("params", {}))

@@ -4,7 +4,7 @@ The defaults are the paper's best model on Netflix Full (Sec. 3.5-3.6, Table 4):
 ``n, 512, 512, 1024, dp(0.8), 512, 512, n`` with SELU everywhere, an
 unconstrained decoder and one dense re-feeding step per batch. The optimizer
 (momentum 0.9, lr 0.005 with re-feeding), batch size 128 and weight decay are
-the trainer's (``training.runner.OptimConfig``), not the model's.
+the trainer's (``training.config.OptimConfig``), not the model's.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from data import files
-from data.errors import ConfigError, TfcfError, TrainingError
+from data.errors import ConfigError, TfcfError
 
 # The paper's most promising model (Sec. 3.5): n, 512, 512, 1024, dp(0.8), 512, 512, n.
 BASELINE = {"hidden": (512, 512, 1024), "drop_prob": 0.8, "activation": "selu"}
@@ -81,7 +81,7 @@ class Run:
 # --- data and training ------------------------------------------------------------------
 def data_config(setup: Setup):
     """The rating split of the experiments: official fold u1 (ML-100K) or a random split, with a validation slice."""
-    from training.runner import DataConfig
+    from data.prepare import DataConfig
 
     if not 0.0 < setup.val_fraction < 1.0:
         raise ConfigError(f"--val_fraction must be in (0, 1): the experiments select on a validation slice, "
@@ -95,9 +95,9 @@ def data_config(setup: Setup):
 
 def load_split(setup: Setup):
     """The (cached) split, transposed for ``--major items``."""
-    from training import runner
+    from data.prepare import prepare
 
-    split, _ = runner.prepare(data_config(setup), "rating", setup.seed, verbose=setup.verbose)
+    split, _ = prepare(data_config(setup), "rating", setup.seed, verbose=setup.verbose)
     return split.transpose() if setup.major == "items" else split
 
 
@@ -114,39 +114,29 @@ def train(setup: Setup, split, label: str, params: dict, lr: Optional[float] = N
       record_steps: keep the training RMSE of every mini-batch.
       test: also report the test RMSE of the best validated weights.
     """
-    from training import distribute, families, precision, runner
-    from training.trainer import TrainConfig, Trainer
+    from training import fit
+    from training.config import OptimConfig, RunConfig, TrainConfig
 
     lr = setup.lr if lr is None else lr
     run = Run(label=label, params=dict(params), lr=lr)
-    family = families.get("deeprec")
-    dist = distribute.Distribution()
-    optim = runner.OptimConfig(optimizer=setup.optimizer, lr=lr, batch_size_train=setup.batch_size,
-                               weight_decay=setup.weight_decay, lr_milestones=tuple(setup.lr_milestones),
-                               lr_gamma=setup.lr_gamma)
-    model = runner.build_model(family, split, {**params, "seed": setup.seed}, precision.FLOAT32)
-    run.n_params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    data = runner.make_datasets(family.cls(), split, optim, setup.seed, dist)
+    optim = OptimConfig(optimizer=setup.optimizer, lr=lr, batch_size_train=setup.batch_size,
+                        weight_decay=setup.weight_decay, lr_milestones=tuple(setup.lr_milestones),
+                        lr_gamma=setup.lr_gamma)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        tcfg = TrainConfig(epochs=1, validation_step=1, export_dir=tmp, fresh=False, verbose=False,
+        tcfg = TrainConfig(epochs=setup.epochs, validation_step=1, export_dir=tmp, verbose=False,
                            record_steps=record_steps, keep_checkpoints=1)
-        trainer = Trainer(model, runner.make_optimizer(optim, data.steps_per_epoch), tcfg, dist)
-        # One epoch per fit call (each resumes where the last stopped), so the
-        # epochs before a divergence keep their records.
-        for epoch in range(1, setup.epochs + 1):
-            trainer.config.epochs = epoch
-            try:
-                history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
-            except TrainingError as err:
-                run.diverged = str(err)
-                break
-            run.steps += [s["rmse"] for s in history.steps]
-            record = history.epochs[-1]
-            run.epochs.append(record.get("validation", {}).get("rmse", float("nan")))
-            run.train_rmse.append(record.get("rmse", float("nan")))
-        if test and trainer.restore_best():
-            run.test_rmse = trainer.evaluate(data.test())["rmse"]
+        result = fit.fit(RunConfig(model="deeprec", seed=setup.seed, export_dir=tmp, optim=optim, train=tcfg,
+                                   model_params=dict(params)), split)
+        # A diverging run (the trainer's NaN guard) is recorded with the epochs before it: Fig. 5 has one.
+        if result.diverged is not None:
+            run.diverged = str(result.diverged)
+        run.n_params = int(sum(np.prod(w.shape) for w in result.model.trainable_weights))
+        run.steps = [s["rmse"] for s in result.summary.get("steps", [])]
+        run.epochs = [r.get("validation", {}).get("rmse", float("nan")) for r in result.summary["history"]]
+        run.train_rmse = [r.get("rmse", float("nan")) for r in result.summary["history"]]
+        if test and result.summary.get("best"):
+            run.test_rmse = result.trainer.evaluate(result.data.test())["rmse"]
     run.seconds = time.perf_counter() - t0
     if setup.verbose:
         best, epoch = run.best
@@ -392,21 +382,8 @@ def predict_command(export_dir: str, out: str, part: str = "test", batch_size: i
     if meta.get("task") != "rating":
         raise ConfigError(f"{export_dir} holds a '{meta.get('family')}' model, which does not predict ratings; "
                           f"predict needs a deeprec (or other rating model) run")
-    results_path = Path(export_dir) / "results.json"
-    if not results_path.exists():
-        raise ConfigError(f"{results_path} not found: predict rebuilds the run's split from it; "
-                          f"point --export_dir at a finished main.py run")
-    config = json.loads(results_path.read_text())["config"]
-    data = runner.DataConfig(**config["data"])
-    data.data_dir = data_dir or data.data_dir
-    data.mirror = mirror or data.mirror
-    split, _ = runner.prepare(data, "rating", int(config["seed"]), verbose=False)
+    split, _ = runner.split_of_run(export_dir, data_dir, mirror)
     items_major = meta.get("major") == "items"
-    if items_major:
-        split = split.transpose()
-    if not np.array_equal(np.asarray(split.item_ids).astype(str), np.asarray(ids["item_ids"]).astype(str)):
-        raise ConfigError(f"the data of {config['data']['dataset']} changed since the run in {export_dir}: its "
-                          f"columns no longer match the model's; retrain")
     pairs = sp.csr_matrix(getattr(split, part), dtype=np.float32)
     pairs.sum_duplicates()  # canonical order, the order predict_pairs returns
     pred = predict_pairs(model, pairs, split.train, batch_size)

@@ -237,6 +237,9 @@ class DeepRec(Model):
         kernels = {id(layer.kernel): layer.kernel for layer in self.encoder + self.decoder}
         return self.config.lam * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels.values()])
 
+    def updates_per_step(self) -> int:
+        return 1 + self.config.aug_step
+
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
         """One update on the batch, then ``aug_step`` dense re-feeding updates.
 

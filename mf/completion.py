@@ -224,7 +224,7 @@ def complete(problem: CompletionProblem, *, rank: int = 25, use_bias: bool = Tru
       :class:`mf.grid.FitResult`).
     """
     from mf import grid
-    from training.runner import OptimConfig
+    from training.config import OptimConfig
 
     if problem.user.size == 0:
         raise DatasetError(f"{problem.source or 'the input'} has no known ratings (k=0): nothing to learn from")

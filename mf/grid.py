@@ -3,7 +3,7 @@
     python -m mf.grid --dataset ml-100k --ranks 10,25 --batch_sizes 1000 \\
         --lrs 1e-3,3e-3 --weight_decays 0,1e-5 --out grid.csv
 
-Every configuration trains through the engine (:mod:`training.runner` builds
+Every configuration trains through the engine (:func:`training.fit.fit` builds
 the model and pipelines, :class:`training.trainer.Trainer` trains with early
 stopping on the validation RMSE) on the same prepared split: a shuffled 90/10
 train/validation split of the training part (ML-100K: of ``u1.base``; the
@@ -23,7 +23,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
@@ -35,7 +34,7 @@ from data.types import RatingSplit
 from mf.config import MFConfig
 
 if TYPE_CHECKING:
-    from training import runner
+    from training.config import OptimConfig
     from training.trainer import History
 
 # A row's settings (these identify a configuration) and its results.
@@ -68,7 +67,7 @@ class FitResult:
     seconds: float
 
 
-def fit_on_split(split: RatingSplit, params: dict, optim: runner.OptimConfig, *, model: str = "mf",
+def fit_on_split(split: RatingSplit, params: dict, optim: OptimConfig, *, model: str = "mf",
                  epochs: int = 100, patience: Optional[int] = 5, seed: int = 0,
                  max_steps_per_epoch: Optional[int] = None, verbose: bool = False) -> FitResult:
     """Trains a fresh rating model on a split with early stopping on ``split.val``.
@@ -90,24 +89,23 @@ def fit_on_split(split: RatingSplit, params: dict, optim: runner.OptimConfig, *,
     Returns:
       A :class:`FitResult`.
     """
-    from training import distribute, families, precision, runner
-    from training.trainer import TrainConfig, Trainer
+    from training import distribute, fit
+    from training.config import RunConfig, TrainConfig
+    from training.trainer import History
 
-    family = families.get(model)
     dist = distribute.Distribution()
-    net = runner.build_model(family, split, {**params, "seed": seed}, precision.FLOAT32)
-    data = runner.make_datasets(family.cls(), split, optim, seed, dist)
     with tempfile.TemporaryDirectory(prefix="tfcf-fit-") as tmp:
         tcfg = TrainConfig(epochs=epochs, validation_step=1, export_dir=tmp, fresh=True, patience=patience,
                            verbose=verbose, max_steps_per_epoch=max_steps_per_epoch)
-        trainer = Trainer(net, runner.make_optimizer(optim, data.steps_per_epoch), tcfg, dist)
-        t0 = time.perf_counter()
-        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
-        seconds = time.perf_counter() - t0
-        restored = trainer.restore_best()
-        on_train = trainer.evaluate(runner.eval_batches(split.train, split.train, optim.batch_size_validation, dist))
-        on_val = trainer.evaluate(data.validation()) if data.validation is not None else {}
-    best_epoch = history.best["epoch"] if restored and history.best else len(history.epochs)
+        result = fit.fit(RunConfig(model=model, seed=seed, export_dir=tmp, optim=optim, train=tcfg,
+                                   model_params=dict(params)), split, dist)
+        net, summary = result.model, result.summary
+        history = History(epochs=summary["history"], best=summary["best"])
+        seconds = summary["train_seconds"]
+        on_train = result.trainer.evaluate(fit.eval_batches(split.train, split.train, optim.batch_size_validation,
+                                                            dist))
+        on_val = summary.get("validation", {})
+    best_epoch = history.best["epoch"] if history.best else len(history.epochs)
     return FitResult(net, history, best_epoch, on_train.get("rmse", math.nan), on_val.get("rmse", math.nan),
                      seconds)
 
@@ -179,7 +177,7 @@ def run_grid(split: RatingSplit, grid: Sequence[dict], out: Path, *, dataset: st
     Returns:
       The rows trained by this call (the CSV holds all rows).
     """
-    from training import runner
+    from training.config import OptimConfig
 
     out = Path(out)
     rows = read_rows(out)
@@ -192,7 +190,7 @@ def run_grid(split: RatingSplit, grid: Sequence[dict], out: Path, *, dataset: st
         if _key(settings) in done:
             log(f"[{i}/{len(grid)}] {name}: in {out}, skipped")
             continue
-        optim = runner.OptimConfig(optimizer="adam", lr=settings["lr"], weight_decay=settings["weight_decay"],
+        optim = OptimConfig(optimizer="adam", lr=settings["lr"], weight_decay=settings["weight_decay"],
                                    batch_size_train=settings["batch_size"],
                                    batch_size_validation=batch_size_validation)
         fit = fit_on_split(split, {"rank": settings["rank"], "use_bias": use_bias, "lam": lam}, optim,
@@ -252,16 +250,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from training import runner
+    from data import prepare
 
     args = parser().parse_args(argv)
     try:
         if not 0 < args.val_fraction < 1:
             raise ConfigError(f"--val_fraction must be in (0, 1) for the early stop, got {args.val_fraction}")
-        protocol = args.protocol or runner.default_protocol("rating", args.dataset)
-        data = runner.DataConfig(dataset=args.dataset, data_dir=args.data_dir, mirror=args.data_mirror,
-                                 protocol=protocol, fold=args.fold, val_fraction=args.val_fraction)
-        split, _ = runner.prepare(data, "rating", args.seed)
+        protocol = args.protocol or prepare.default_protocol("rating", args.dataset)
+        data = prepare.DataConfig(dataset=args.dataset, data_dir=args.data_dir, mirror=args.data_mirror,
+                                  protocol=protocol, fold=args.fold, val_fraction=args.val_fraction)
+        split, _ = prepare.prepare(data, "rating", args.seed)
         grid = configurations(args.ranks, args.batch_sizes, args.lrs, args.weight_decays)
         run_grid(split, grid, Path(args.out), dataset=args.dataset, use_bias=args.use_bias, lam=args.lam,
                  epochs=args.epochs, patience=args.patience, seed=args.seed)

@@ -9,13 +9,15 @@ import pytest
 
 import main
 from data.errors import ConfigError
-from training import compare, runner
+from training import compare
+from training.config import DataConfig, RunConfig
+from data.prepare import prepare
 from training.trainer import TrainConfig
 
 
 def base_config(mirror, data_dir, dataset="ml-100k", **data):
-    return runner.RunConfig(
-        data=runner.DataConfig(dataset=str(dataset), mirror=str(mirror), data_dir=str(data_dir), **data),
+    return RunConfig(
+        data=DataConfig(dataset=str(dataset), mirror=str(mirror), data_dir=str(data_dir), **data),
         train=TrainConfig(epochs=1, validation_step=1, verbose=False))
 
 
@@ -66,15 +68,18 @@ def test_an_interrupted_comparison_trains_only_what_is_missing(compared, tmp_pat
     assert "test" in json.loads(results.read_text())
 
 
-def test_results_of_another_setup_are_not_reused_silently(compared, tmp_path):
+def test_results_of_another_setup_are_retrained_not_reused(compared, tmp_path, capsys):
     out, cfg, _, _ = compared
     import shutil
 
     shutil.copytree(out, tmp_path / "cmp")
     other = dataclasses.replace(cfg, seed=1)
-    with pytest.raises(ConfigError, match=r"popularity/results\.json holds results of another seed setting; "
-                                          r"pass --fresh"):
-        compare.compare("popularity", other, tmp_path / "cmp", verbose=False)
+    report = compare.compare("popularity", other, tmp_path / "cmp", verbose=False)
+    assert report["models"][0]["reused"] is False
+    said = capsys.readouterr().out
+    assert "popularity: retraining" in said and "seed: 0 -> 1" in said, said
+    assert json.loads((tmp_path / "cmp" / "popularity" / "run.json").read_text())["seed"] == 1
+    assert list(tmp_path.glob("cmp/popularity.replaced-*/results.json"))  # the old run was moved aside
 
 
 def test_markdown_table_by_hand():
@@ -124,9 +129,9 @@ def test_custom_csv_gives_the_builtin_numbers(compared, mirror, tmp_path):
     assert report["models"][0]["test"] == first["models"][0]["test"]
     # Another column mapping of the same file is another split (the cache key holds the columns): with the
     # timestamps read as ratings every row passes the threshold.
-    _, before = runner.prepare(mine.data, "topk", 0, verbose=False)
+    _, before = prepare(mine.data, "topk", 0, verbose=False)
     remapped = dataclasses.replace(mine.data, rating_col="when", time_col="none")
-    _, after = runner.prepare(remapped, "topk", 0, verbose=False)
+    _, after = prepare(remapped, "topk", 0, verbose=False)
     total = lambda info: sum(v for k, v in info["counts"].items() if k.endswith("_nnz"))
     # Heldout users lose the few clicks on items no training user has: 99,990 of the 100,000 rows stay.
     assert total(before) < 60000 < len(frame) - 100 < total(after) <= len(frame)
@@ -137,8 +142,7 @@ def test_main_compare_flag(compared, capsys):
     flags = main.FLAGS
     flags.unparse_flags()
     flags(["main.py", "--compare", "popularity,ease", "--export_dir", str(out), "--data_mirror",
-           str(compared[1].data.mirror), "--data_dir", str(compared[1].data.data_dir), "--number_of_epochs", "1",
-           "--validation_step", "1"])
+           str(compared[1].data.mirror), "--data_dir", str(compared[1].data.data_dir)])
     try:
         assert main.main(["main.py"]) == 0
     finally:

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from data.types import HeldoutSplit, RatingSplit
 from training import distribute, export, families, metrics, precision, recommend, runner
+from training.config import OptimConfig, RunConfig
 from training.trainer import TrainConfig
 
 N_USERS, N_ITEMS = 80, 40
@@ -67,9 +68,9 @@ def checkerboard_ratings(seed=0) -> RatingSplit:
 def _fit(name, split, tmp_path):
     family = families.get(name)
     s = SETTINGS.get(name, {})
-    cfg = runner.RunConfig(
+    cfg = RunConfig(
         model=name, seed=0, export_dir=str(tmp_path),
-        optim=runner.OptimConfig(lr=s.get("lr", 1e-2), batch_size_train=s.get("batch", 16), batch_size_validation=32),
+        optim=OptimConfig(lr=s.get("lr", 1e-2), batch_size_train=s.get("batch", 16), batch_size_validation=32),
         train=TrainConfig(epochs=s.get("epochs", 40), validation_step=10, export_dir=str(tmp_path), verbose=False),
         model_params=s.get("params", {}))
     info = {"dataset": "checkerboard", "protocol": "fixture"}

@@ -20,6 +20,7 @@ from data.types import RatingSplit
 from deeprec.config import ACTIVATIONS, DeepRecConfig
 from deeprec.model import DeepRec, activation_fn, build, csr_to_sparse, predict_pairs
 from training import distribute, families, precision
+from training.config import OptimConfig, RunConfig
 from training.model import Updater
 from training.trainer import TrainConfig, Trainer
 
@@ -452,7 +453,7 @@ def test_columns_without_training_ratings_predict_the_training_mean(tmp_path):
     train = sp.csr_matrix(dense)
     split = RatingSplit(train=train, val=sp.csr_matrix(dense.shape, dtype=np.float32), test=sp.csr_matrix(test),
                         user_ids=np.arange(30), item_ids=np.arange(8))
-    cfg = runner.RunConfig(model="deeprec", export_dir=str(tmp_path), optim=runner.OptimConfig(batch_size_train=10),
+    cfg = RunConfig(model="deeprec", export_dir=str(tmp_path), optim=OptimConfig(batch_size_train=10),
                            train=TrainConfig(epochs=1, export_dir=str(tmp_path), verbose=False),
                            model_params={"hidden": (4,)})
     model, _ = runner.train(cfg, split, distribute.Distribution(), precision.FLOAT32, {},

@@ -34,7 +34,10 @@ import tensorflow as tf  # noqa: E402
 
 from data import pipeline  # noqa: E402
 from data.errors import ConfigError  # noqa: E402
-from training import distribute, families, precision, runner  # noqa: E402
+from training import distribute, families, precision  # noqa: E402
+from training.config import DataConfig, OptimConfig  # noqa: E402
+from training.fit import build_model, make_datasets, make_optimizer  # noqa: E402
+from data.prepare import prepare  # noqa: E402
 from training.trainer import TrainConfig, Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,8 +82,8 @@ def job(mirror, tmp_path_factory):
 @pytest.fixture(scope="module")
 def split(job):
     """The heldout split the job trained on (the same cache key: main.py's defaults)."""
-    cfg = runner.DataConfig(dataset="ml-100k", data_dir=str(job["data_dir"]), mirror=str(job["mirror"]))
-    return runner.prepare(cfg, "topk", SEED, verbose=False)[0]
+    cfg = DataConfig(dataset="ml-100k", data_dir=str(job["data_dir"]), mirror=str(job["mirror"]))
+    return prepare(cfg, "topk", SEED, verbose=False)[0]
 
 
 def _dump(job, rank, k):
@@ -160,9 +163,9 @@ def test_reported_metrics_equal_a_single_process_evaluation_of_the_export(job, t
 def _train_alone(split, train_data, steps, batch_size, folder):
     """One-process training of the job's model; returns (epoch losses, final model variables)."""
     family = families.get("dae")
-    model = runner.build_model(family, split, {"dropout": 0.0, "seed": SEED}, precision.FLOAT32)
-    optim = runner.OptimConfig(optimizer="sgd", lr=LR, batch_size_train=batch_size)
-    trainer = Trainer(model, runner.make_optimizer(optim, steps), TrainConfig(
+    model = build_model(family, split, {"dropout": 0.0, "seed": SEED}, precision.FLOAT32)
+    optim = OptimConfig(optimizer="sgd", lr=LR, batch_size_train=batch_size)
+    trainer = Trainer(model, make_optimizer(optim, steps), TrainConfig(
         epochs=EPOCHS, export_dir=str(folder), verbose=False), distribute.Distribution())
     history = trainer.fit(train_data, steps, split.train.shape[0])
     return [e["loss"] for e in history.epochs], [v.numpy() for v in model.variables]
@@ -188,7 +191,7 @@ def test_loss_trajectory_matches_one_process_with_the_same_global_batch(job, spl
     # A plain one-process run with batch 2 x BATCH groups the users differently (consecutive blocks of
     # the epoch's permutation instead of one block from each half), so its losses only track the job's:
     # measured within 0.6% per epoch; asserted within 1%.
-    data = runner.make_datasets(families.get("dae").cls(), split, runner.OptimConfig(batch_size_train=2 * BATCH),
+    data = make_datasets(families.get("dae").cls(), split, OptimConfig(batch_size_train=2 * BATCH),
                                 SEED, distribute.Distribution())
     plain_losses, _ = _train_alone(split, data.train, data.steps_per_epoch, 2 * BATCH, tmp_path / "plain")
     np.testing.assert_allclose(hvd_losses, plain_losses, rtol=0.01)

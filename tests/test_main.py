@@ -108,7 +108,7 @@ def test_saved_model_serving_signature(trained):
     (["--train", "--dataset", "ml-5k"], "unknown dataset 'ml-5k'"),
     ([], "nothing to do"),
     (["--train", "--model", "transformer"], "unknown model 'transformer'"),
-    (["--test", "--export_dir", "/nonexistent/run"], "no exported model"),
+    (["--test", "--export_dir", "/nonexistent/run"], "holds no run (no run.json)"),
     (["--train", "--optimizer", "adamax"], "unknown optimizer"),
 ])
 def test_user_mistakes_get_one_line_and_exit_2(args, message, mirror, tmp_path):
@@ -118,3 +118,34 @@ def test_user_mistakes_get_one_line_and_exit_2(args, message, mirror, tmp_path):
     err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(err) == 1 and message in err[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    # Validated when parsed (absl), before TensorFlow is imported.
+    (["--train", "--number_of_epochs", "-3"], "flag --number_of_epochs=-3: -3 is not a positive integer"),
+    (["--train", "--number_of_epochs", "0"], "flag --number_of_epochs=0: 0 is not a positive integer"),
+    (["--train", "--lr", "0"], "--lr must be a finite number > 0"),
+    (["--train", "--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--recommend", "1", "--top_k", "-1"], "flag --top_k=-1: -1 is not a positive integer"),
+    (["--recommend", "1", "--top_k", "0"], "flag --top_k=0: 0 is not a positive integer"),
+    (["--train", "--validation_step", "0"], "flag --validation_step=0: 0 is not a positive integer"),
+    (["--train", "--dropout", "1.0"], "--dropout must be in [0, 1)"),
+    (["--train", "--model", "deeprec", "--drop_prob", "1.5"], "--drop_prob must be in [0, 1)"),
+    (["--train", "--hidden_layers", "600,abc"], "--hidden_layers takes whole numbers > 0"),
+    (["--train", "--heldout_users", "0"], "--heldout_users must be a fraction in (0, 1) or a count >= 1"),
+    # Flags the chosen model does not use.
+    (["--train", "--model", "vae", "--rank", "5"], "--rank does not apply to vae"),
+    (["--train", "--model", "mf", "--dropout", "0.2"], "--dropout does not apply to mf"),
+    (["--train", "--model", "ease", "--lr", "0.1"], "--lr does not apply to ease: a closed-form model"),
+    (["--train", "--model", "vae", "--fold", "u2"], "--fold applies to --protocol fold, not to this run's "
+                                                    "protocol heldout"),
+    (["--compare", "popularity,ease", "--number_of_epochs", "5"], "--number_of_epochs does not apply to "
+                                                                   "popularity, ease"),
+])
+def test_bad_flags_get_one_line_and_exit_2(args, message, mirror, tmp_path):
+    proc = _main(*args, "--data_mirror", str(mirror), "--data_dir", str(tmp_path), "--export_dir",
+                 str(tmp_path / "run"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "run.json").exists()

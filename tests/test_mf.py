@@ -18,7 +18,8 @@ from mf import grid
 from mf.config import MFConfig, MultiTaskConfig
 from mf.losses import bpr_loss, squared_error_sum
 from mf.model import MatrixFactorization, MultiTaskNet
-from training import runner
+from training.config import DataConfig
+from data.prepare import prepare
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -374,8 +375,8 @@ def main_runs(mirror, tmp_path_factory):
 
 def _split_of_run(root: Path, name: str, protocol: str) -> RatingSplit:
     """The split the run trained on (from the run's own cache)."""
-    data = runner.DataConfig(dataset="ml-100k", data_dir=str(root / f"data-{name}"), protocol=protocol)
-    return runner.prepare(data, "rating", 0, verbose=False)[0]
+    data = DataConfig(dataset="ml-100k", data_dir=str(root / f"data-{name}"), protocol=protocol)
+    return prepare(data, "rating", 0, verbose=False)[0]
 
 
 def _global_mean_rmse(split: RatingSplit) -> float:

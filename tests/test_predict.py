@@ -11,6 +11,8 @@ import tensorflow as tf
 import main
 from data.errors import ConfigError, DatasetError, TrainingError
 from training import export, predict, recommend, runner
+from training.config import DataConfig, OptimConfig, RunConfig
+from data.prepare import prepare
 from training.trainer import TrainConfig
 
 BASE_COLUMNS = ["user", "item", "rating", "time"]
@@ -18,10 +20,10 @@ BASE_COLUMNS = ["user", "item", "rating", "time"]
 
 def _run(model, tmp_path_factory, mirror, data_dir, params=None, batch=1000, epochs=2):
     run = tmp_path_factory.mktemp(model)
-    cfg = runner.RunConfig(
+    cfg = RunConfig(
         model=model, modes=("train", "test"), export_dir=str(run),
-        data=runner.DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir)),
-        optim=runner.OptimConfig(batch_size_train=batch, lr=3e-3),
+        data=DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir)),
+        optim=OptimConfig(batch_size_train=batch, lr=3e-3),
         train=TrainConfig(epochs=epochs, validation_step=epochs, export_dir=str(run), verbose=False),
         model_params=params or {})
     return run, runner.run(cfg)
@@ -191,8 +193,8 @@ def test_main_predict_writes_csv_and_reports_fallback(mf, mirror, tmp_path, caps
 # ----------------------------------------------------------------------------- recommend
 
 def _heldout_split(data_dir, mirror):
-    cfg = runner.DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir))
-    return runner.prepare(cfg, "topk", 0, verbose=False)[0]
+    cfg = DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir))
+    return prepare(cfg, "topk", 0, verbose=False)[0]
 
 
 def test_recommend_users_never_returns_seen_items_and_maps_ids_back(popularity, mirror, data_dir):

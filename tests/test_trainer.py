@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from data.errors import TrainingError
 from training import precision
+from training.config import OptimConfig
+from training.fit import make_datasets
 from training.model import Updater
 from training.trainer import TrainConfig, Trainer
 from vae.config import VAEConfig
@@ -65,7 +67,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, clicks):
     first.fit(train, 3, N_USERS, val)
     resumed = _trainer(tmp_path / "b", 4)  # a fresh process would rebuild everything like this
     history = resumed.fit(train, 3, N_USERS, val)
-    assert history.resumed_from_epoch == 2 and [e["epoch"] for e in history.epochs] == [3, 4]
+    # The history of the whole run travels with the checkpoints: both invocations' epochs, once each.
+    assert history.resumed_from_epoch == 2 and [e["epoch"] for e in history.epochs] == [1, 2, 3, 4]
+    straight_losses = [e["loss"] for e in _trainer(tmp_path / "a", 4).fit(train, 3, N_USERS, val).epochs]
+    np.testing.assert_allclose([e["loss"] for e in history.epochs], straight_losses, rtol=1e-6)
     # Same weights, optimizer state, noise generator and data order: nothing lost.
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -171,12 +176,12 @@ def test_tensorboard_summaries_written(tmp_path, clicks):
 def test_a_batch_larger_than_the_data_under_xla_is_a_clear_error(clicks):
     from data.errors import ConfigError
     from data.types import HeldoutSplit
-    from training import distribute, runner
+    from training import distribute
 
     split = HeldoutSplit(train=clicks[:40], val_input=clicks[40:50], val_target=clicks[50:60],
                          test_input=clicks[60:70], test_target=clicks[70:80], item_ids=np.arange(N_ITEMS),
                          train_user_ids=np.arange(40), val_user_ids=np.arange(10), test_user_ids=np.arange(10))
-    optim = runner.OptimConfig(batch_size_train=100)
+    optim = OptimConfig(batch_size_train=100)
     with pytest.raises(ConfigError, match="--batch_size_train 100 is larger than the 40 training rows"):
-        runner.make_datasets(MultVAE, split, optim, 0, distribute.Distribution(), xla=True)
-    assert runner.make_datasets(MultVAE, split, optim, 0, distribute.Distribution()).steps_per_epoch == 1
+        make_datasets(MultVAE, split, optim, 0, distribute.Distribution(), xla=True)
+    assert make_datasets(MultVAE, split, optim, 0, distribute.Distribution()).steps_per_epoch == 1

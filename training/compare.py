@@ -8,9 +8,12 @@ each in its own run folder ``<out>/<model>/``, and writes into ``<out>/``:
 * ``compare.json`` the same numbers (and each run folder);
 * ``compare.png``  a bar chart, one panel per metric plus training time.
 
-It is resumable: a model whose ``results.json`` already holds test metrics for
-the same data settings and seed is not retrained (its numbers are reused and
-the log says so); an interrupted model resumes from its latest checkpoint.
+It is resumable: a model whose run folder holds exactly the requested run (its
+manifest equals the new one, epochs included) with test metrics is not
+retrained (its numbers are reused and the log says so); an interrupted model,
+or one asked for more epochs, resumes from its latest checkpoint; a model whose
+folder holds another run (another seed, learning rate, data...) is moved aside
+and retrained, and the log names the settings that differed.
 
 Top-k models (``popularity``, ``ease``, ``vae``, ``dae``) are scored by
 ranking metrics on held-out users, rating models (``mf``, ``deeprec``,
@@ -21,7 +24,6 @@ list mixing both is refused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Sequence, Union
@@ -29,6 +31,7 @@ from typing import Sequence, Union
 from data import files
 from data.errors import ConfigError
 from training import distribute, export, families, runner
+from training.config import RunConfig
 
 REPORT = "compare"
 # Metrics where lower is better; every other metric is better higher.
@@ -66,34 +69,7 @@ def default_dir(dataset: str, models: Union[str, Sequence[str]]) -> Path:
     return Path("runs") / f"{Path(dataset).name}-compare-{task}"
 
 
-def _jsonable(obj) -> object:
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _reusable(path: Path, cfg: runner.RunConfig) -> bool:
-    """Whether ``path`` (a results.json) already holds test metrics of this model, data and seed.
-
-    Raises:
-      ConfigError: it holds results of another setup (the message says which).
-    """
-    if not path.exists():
-        return False
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False  # a damaged file is rewritten by the new run
-    if "test" not in results:
-        return False
-    old = results.get("config", {})
-    new = _jsonable(dataclasses.asdict(cfg))
-    differs = [key for key in ("model", "seed", "data") if old.get(key) != new[key]]
-    if differs:
-        raise ConfigError(f"{path} holds results of another {'/'.join(differs)} setting; pass --fresh to retrain "
-                          f"every model, or another --export_dir")
-    return True
-
-
-def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: Union[str, Path],
+def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[str, Path],
             verbose: bool = True) -> dict:
     """Trains and tests each model on the same split; writes the table, JSON and chart.
 
@@ -116,20 +92,15 @@ def compare(models: Union[str, Sequence[str]], base: runner.RunConfig, out_dir: 
     out_dir = Path(out_dir)
     rows = []
     info = {}
-    for name in names:
+    for i, name in enumerate(names):
         run_dir = out_dir / name
         cfg = dataclasses.replace(base, model=name, modes=("train", "test"), export_dir=str(run_dir),
-                                  train=dataclasses.replace(base.train, export_dir=str(run_dir)))
-        path = run_dir / "results.json"
-        reused = not base.train.fresh and _reusable(path, cfg)
-        if reused:
-            results = json.loads(path.read_text())
-            if verbose:
-                print(f"compare: {name}: test metrics already in {path}; not retrained", flush=True)
-        else:
-            if verbose:
-                print(f"compare: {name}: training in {run_dir}", flush=True)
-            results = runner.run(cfg)
+                                  train=dataclasses.replace(base.train, export_dir=str(run_dir)),
+                                  replace_mismatch=True, reuse_finished=not base.train.fresh)
+        if verbose:
+            print(f"compare: model {i + 1}/{len(names)}: {name} in {run_dir}", flush=True)
+        results = runner.run(cfg)
+        reused = bool(results.get("reused"))
         info = results.get("data", info)
         train = results.get("train", {})
         rows.append({"model": name, "export_dir": str(run_dir), "reused": reused,

@@ -69,6 +69,14 @@ class Family:
         kwargs = {arg: params[key] for key, arg in self.baseline_params if params.get(key) is not None}
         return self.cls()(**kwargs).fit(train)
 
+    def resolved_baseline_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A closed-form baseline's parameters with their defaults filled in (run parameter names)."""
+        import inspect
+
+        signature = inspect.signature(self.cls().__init__).parameters
+        return {key: params[key] if params.get(key) is not None else signature[arg].default
+                for key, arg in self.baseline_params}
+
     def build(self, config):
         model = self.cls()(config)
         model.ensure_built()

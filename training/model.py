@@ -122,6 +122,10 @@ class Model(keras.Model):
         """
         return self(inputs, training=False)
 
+    def updates_per_step(self) -> int:
+        """Optimizer updates one ``train_step`` applies (learning-rate milestones count epochs with it)."""
+        return 1
+
     # --- what the engine calls -----------------------------------------------------
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
         """One training step; the default is one update on ``compute_loss``."""

@@ -24,7 +24,6 @@ import dataclasses
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -33,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
+from data import files
 from data.custom import CustomFormat, read_table
 from data.errors import ConfigError, DatasetError
 from training import export, families
@@ -97,29 +97,10 @@ def write_output(output: Union[str, Path], write, mode: str = "w") -> Path:
       ConfigError: the file cannot be written (permission denied, disk full...).
     """
     path = check_output(output)
-    text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
     try:
-        if _is_special(path):
-            with open(path, mode, **text) as f:
-                write(f)
-            return path
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return files.atomic_write(path, write, mode=mode)
     except OSError as e:
         raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, mode, **text) as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_pairs_file(pairs: Union[str, Path]) -> Path:

@@ -1,258 +1,193 @@
-"""One library call per ``main.py`` mode: prepare data, train, test, benchmark.
+"""One library call per ``main.py`` mode: train, test, benchmark, over the one fit wiring.
 
-``main.py`` turns flags into the config objects below and calls :func:`run`;
-notebooks and scripts call the same functions. Every run writes
-``results.json`` into its export folder so that runs can be compared by scripts.
+``main.py`` turns flags into a :class:`training.config.RunConfig` and calls
+:func:`run`; notebooks and scripts call the same function. The run folder's
+rules (manifest, lock, one results record) are applied here, once, through
+:mod:`training.run_folder`; training itself is :func:`training.fit.fit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shlex
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from data.errors import ConfigError
-from data.prepare import DataConfig, default_protocol, prepare, split_counts  # noqa: F401 (re-exported)
+from data.errors import ConfigError, TrainingError
+from data.prepare import DataConfig, prepare
 from data.prepare import titles as data_titles
-from training import distribute, export, families, precision
-from training.trainer import TrainConfig, Trainer
+from training import distribute, export, families, fit, precision
+from training.config import LOCATION_KEYS, RUN_LENGTH_KEYS, OptimConfig, RunConfig, jsonable
+from training.run_folder import (_MISSING, RunFolder, differences, manifest_of, manifest_value,
+                                 split_fingerprint)
+
+# Manifest sections that say how a run trains, not what model on what data it is: --test ignores them.
+_TRAINING_SECTIONS = frozenset({"optim", "train", "precision", "workers", "warm_start"})
 
 
-@dataclasses.dataclass
-class OptimConfig:
-    """The optimizer and the batch sizes.
+def _say(dist, cfg: RunConfig, text: str) -> None:
+    if dist.is_chief and cfg.train.verbose:
+        print(text, flush=True)
 
-    ``batch_size_train`` is per worker, as in the thesis: with N Horovod workers
-    one step sees N x batch_size_train users.
+
+def _notice(dist, text: str) -> None:
+    """What happened to a run folder (moved aside, reused): said even when training is quiet."""
+    if dist.is_chief:
+        print(text, flush=True)
+
+
+# --- reading a run's settings from its folder ----------------------------------------
+def _config_value(cfg: RunConfig, key: str) -> Any:
+    if key.startswith("model_params."):
+        return cfg.model_params.get(key.split(".", 1)[1])
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def _given_keys(cfg: RunConfig) -> dict[str, str]:
+    """The config keys the caller set (main.py: the flags on the command line), key -> how to name it."""
+    if cfg.explicit is not None:
+        return dict(cfg.explicit)
+    keys = {"model": "model", "seed": "seed", "use_amp": "use_amp"}
+    for section in ("data", "optim"):
+        keys.update({f"{section}.{f.name}": f"{section}.{f.name}" for f in dataclasses.fields(getattr(cfg, section))})
+    keys.update({f"model_params.{k}": f"model_params.{k}" for k in cfg.model_params})
+    return keys
+
+
+def adopt_manifest(cfg: RunConfig, manifest: dict) -> RunConfig:
+    """``cfg`` with the model, data and training settings of the run in its folder.
+
+    Raises:
+      ConfigError: a setting the caller gave contradicts the run (one line naming each).
     """
+    clashes = []
+    for key, name in _given_keys(cfg).items():
+        if key in RUN_LENGTH_KEYS or key in LOCATION_KEYS:
+            continue
+        want, have = _config_value(cfg, key), manifest_value(manifest, key)
+        if want is not None and have is _MISSING and key.startswith("model_params."):
+            clashes.append(f"{name} (the run's {manifest['model']['family']} model has no such setting)")
+            continue
+        if want is None or have is _MISSING or jsonable(want) == jsonable(have):
+            continue
+        clashes.append(f"{name} {json.dumps(jsonable(want))} (the run has {json.dumps(jsonable(have))})")
+    if clashes:
+        raise ConfigError(f"{cfg.export_dir} holds a run with other settings: {', '.join(clashes)}; drop those "
+                          f"flags (the run's settings are read from its run.json) or use another --export_dir")
+    model = manifest["model"]
+    family = families.get(model["family"])
+    params = {k: v for k, v in model["config"].items() if k not in ("n_items", "n_users", "seed")}
+    if family.task == "rating":
+        params["major"] = model.get("major", "users")
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    data = DataConfig(**{**{k: v for k, v in manifest["data"].items() if k in fields},
+                         **{k: getattr(cfg.data, k) for k in ("data_dir", "mirror", "cache")}})
+    optim, train = cfg.optim, cfg.train
+    if "optim" in manifest:
+        optim = OptimConfig(**{**manifest["optim"], "lr_milestones": tuple(manifest["optim"]["lr_milestones"]),
+                               "batch_size_validation": cfg.optim.batch_size_validation})
+        train = dataclasses.replace(cfg.train, xla=manifest["train"]["xla"],
+                                    max_steps_per_epoch=manifest["train"]["max_steps_per_epoch"])
+    return dataclasses.replace(cfg, model=model["family"], seed=manifest["seed"], data=data, optim=optim,
+                               train=train, model_params=params,
+                               use_amp=manifest.get("precision", "float32") != "float32",
+                               warm_start=(manifest.get("warm_start") or {}).get("from"))
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    batch_size_train: int = 500
-    batch_size_validation: int = 2000
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
 
+def split_of_run(export_dir: str | Path, data_dir: Optional[str] = None, mirror: Optional[str] = None):
+    """The split a run folder's model was trained on, rebuilt from its manifest and checked.
 
-@dataclasses.dataclass
-class RunConfig:
-    """Everything one ``main.py`` invocation does."""
+    Returns:
+      (split, manifest): the split in the model's orientation (transposed for
+      item-based DeepRec) and the run's manifest.
 
-    model: str = "vae"
-    modes: tuple[str, ...] = ("train", "test")
-    seed: int = 0
-    export_dir: str = "runs/ml-100k-vae"
-    use_amp: bool = False
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    model_params: dict = dataclasses.field(default_factory=dict)
-    warm_up_epochs: int = 1
-    benchmark_epochs: int = 3
-    distribution: str = "auto"
-
-
-def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
-    """A Keras optimizer from the config.
-
-    ``weight_decay`` is decoupled (AdamW style). ``lr_milestones`` (epochs)
-    multiply the learning rate by ``lr_gamma`` at each milestone, like the
-    DeepRec reference's MultiStepLR schedule.
+    Raises:
+      ConfigError: no manifest there, or the data changed since the run (fingerprint).
     """
-    name = cfg.optimizer.lower()
-    wd = cfg.weight_decay or None
-    lr = cfg.lr
-    if cfg.lr_milestones:
-        boundaries = [int(m) * steps_per_epoch for m in sorted(cfg.lr_milestones)]
-        values = [cfg.lr * cfg.lr_gamma ** i for i in range(len(boundaries) + 1)]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    if name == "adam":
-        return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
-    if name in ("sgd", "momentum"):
-        return keras.optimizers.SGD(lr, momentum=cfg.momentum if name == "momentum" else 0.0, weight_decay=wd)
-    if name == "adagrad":
-        return keras.optimizers.Adagrad(lr, weight_decay=wd)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr, weight_decay=wd)
-    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam, momentum, sgd, adagrad or rmsprop")
-
-
-# --- datasets -----------------------------------------------------------------------
-@dataclasses.dataclass
-class Datasets:
-    """What the trainer consumes for one model on one split (this worker's part)."""
-
-    train: Any  # epoch -> tf.data.Dataset
-    steps_per_epoch: int
-    rows_per_epoch: int
-    validation: Optional[Any]  # () -> tf.data.Dataset
-    test: Any  # () -> tf.data.Dataset
-
-
-def _rows_part(matrix, rank: int, size: int):
-    """This worker's contiguous block of rows (evaluation is split, not sampled)."""
-    n = matrix.shape[0]
-    lo, hi = n * rank // size, n * (rank + 1) // size
-    return matrix[lo:hi], lo
-
-
-def eval_batches(inputs, targets, batch_size: int, dist: distribute.Distribution) -> tf.data.Dataset:
-    """{'input', 'target', 'row'} batches of aligned rows of two CSR matrices [n, I].
-
-    ``row`` (int32 [b]) is the row index in the full matrices: rating models
-    need the user of each row; top-k models ignore it.
-    """
-    from data import pipeline
-
-    x, offset = _rows_part(inputs, dist.rank, dist.size)
-    y, _ = _rows_part(targets, dist.rank, dist.size)
-    pairs = pipeline.row_batches((x, y), batch_size)
-    rows = tf.data.Dataset.range(offset, offset + x.shape[0]).batch(batch_size).map(lambda r: tf.cast(r, tf.int32))
-    return tf.data.Dataset.zip(pairs, rows).map(lambda p, r: {"input": p[0], "target": p[1], "row": r})
-
-
-def make_datasets(model_cls, split, optim: OptimConfig, seed: int, dist: distribute.Distribution,
-                  xla: bool = False) -> Datasets:
-    """The train/validation/test pipelines a model of ``model_cls`` needs."""
-    from data import pipeline
-
-    bs, bsv = optim.batch_size_train, optim.batch_size_validation
-    shard = dict(shard_index=dist.rank, num_shards=dist.size)
-    train = split.train
-    kind = model_cls.input_kind
-    if kind == "rows":
-        n_rows = train.shape[0]
-        if xla:
-            # A fixed batch size keeps the compiled shapes few.
-            fn = lambda epoch: pipeline.xla_row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
-                                                        drop_remainder=True, **shard).map(lambda d: {"input": d})
-        else:
-            fn = lambda epoch: pipeline.row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
-                                                    **shard).map(lambda sp: {"input": sp})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size, drop_remainder=xla)
-    elif kind == "triples":
-        n_rows = train.nnz
-        fn = lambda epoch: pipeline.rating_triples(train, bs, shuffle=True, seed=seed, epoch=epoch, **shard).map(
-            lambda u, i, r: {"user": u, "item": i, "rating": r})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
-    elif kind == "bpr":
-        n_rows = train.nnz
-        fn = lambda epoch: pipeline.bpr_triples(train, bs, seed=seed, epoch=epoch, **shard).map(
-            lambda u, p, n, r: {"user": u, "pos": p, "neg": n, "rating": r})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
-    else:
-        raise ValueError(f"unknown input kind {kind}")
-    if model_cls.task == "topk":
-        val = (split.val_input, split.val_target)
-        test = (split.test_input, split.test_target)
-    else:
-        val = (split.train, split.val) if split.val.nnz else None
-        test = (split.train, split.test)
-    if steps == 0:
-        raise ConfigError(f"--batch_size_train {bs} is larger than the {n_rows // dist.size} training rows each of "
-                          f"{dist.size} worker(s) has{' (--xla drops incomplete batches)' if xla else ''}; "
-                          f"lower --batch_size_train")
-    for part, pair in (("validation", val), ("test", test)):
-        if pair is not None and pair[0].shape[0] < dist.size:
-            raise ConfigError(f"the {part} split has {pair[0].shape[0]} rows, fewer than the {dist.size} workers "
-                              f"that share its evaluation; use fewer workers or more held-out users")
-    validation = (lambda: eval_batches(*val, bsv, dist)) if val is not None and val[1].nnz else None
-    return Datasets(train=fn, steps_per_epoch=steps, rows_per_epoch=n_rows, validation=validation,
-                    test=lambda: eval_batches(*test, bsv, dist))
+    folder = RunFolder(export_dir)
+    manifest = folder.manifest()
+    if manifest is None:
+        raise ConfigError(f"{folder.path} holds no run (no run.json): point --export_dir at a finished run")
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    data = DataConfig(**{k: v for k, v in manifest["data"].items() if k in fields})
+    data.data_dir, data.mirror = data_dir or data.data_dir, mirror or data.mirror
+    family = families.get(manifest["model"]["family"])
+    split, _ = prepare(data, family.task, manifest["seed"], verbose=False)
+    if family.task == "rating" and manifest["model"].get("major") == "items":
+        split = split.transpose()
+    if split_fingerprint(split) != manifest["data"]["split_fingerprint"]:
+        raise ConfigError(f"the data of the run in {folder.path} changed since it was trained (its split "
+                          f"fingerprint differs); retrain it (--train --fresh) or restore the data")
+    return split, manifest
 
 
 # --- modes --------------------------------------------------------------------------
-class _ScoreEvaluator:
-    """The evaluation step of a closed-form top-k baseline."""
-
-    def __init__(self, baseline) -> None:
-        self.baseline = baseline
-
-    def evaluate_step(self, batch):
-        from training import metrics
-
-        return metrics.topk_metrics(self.baseline.score(batch["input"]), batch["target"], seen=batch["input"])
-
-
-def _evaluate_model(model, family: families.Family, dataset: tf.data.Dataset, dist) -> dict[str, float]:
-    from training import trainer
-
-    step = model.evaluate_step if family.trainable else _ScoreEvaluator(model).evaluate_step
-    return trainer.evaluate(tf.function(step, reduce_retracing=True) if family.trainable else step, dataset, dist)
-
-
-def _dims(family: families.Family, split) -> dict[str, int]:
+def _export(cfg: RunConfig, family: families.Family, model, split, titles: dict, info: dict) -> None:
+    export_dir = Path(cfg.export_dir)
+    export.save(model, export_dir, cfg.model, split.item_ids, getattr(split, "user_ids", None), titles,
+                extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
+                       "major": info.get("major", "users")})
+    export.save_known(export_dir, split, info.get("major", "users"))
     if family.task == "topk":
-        return {"n_items": split.n_items}
-    return {"n_users": split.n_users, "n_items": split.n_items}
+        score = model if family.trainable else model.score
+        export.save_serving(lambda sp: score(sp), split.item_ids, export_dir,
+                            owner=model if family.trainable else None)
 
 
-def build_model(family: families.Family, split, params: dict, policy: str):
-    """A fresh model of the family for this split, built under the dtype policy."""
-    config = family.make_config(_dims(family, split), params)
-    with precision.policy_scope(policy):
-        return family.build(config)
+def _continue_command(cfg: RunConfig) -> str:
+    """The command that continues a diverged run from its exported weights at a fifth of the learning rate."""
+    lr = cfg.optim.lr / 5
+    target = f"{cfg.export_dir.rstrip('/')}-lr{lr:g}"
+    drop = ("--lr", "--export_dir", "--warm_start", "--fresh", "--nofresh", "--test", "--notest", "--benchmark")
+    args, skip = [], False
+    for arg in (cfg.command or ("main.py", "--train"))[1:]:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in drop:
+            skip = "=" not in arg and name in ("--lr", "--export_dir", "--warm_start")
+            continue
+        args.append(arg)
+    args += ["--test", "--lr", f"{lr:g}", "--warm_start", cfg.export_dir, "--export_dir", target]
+    return "python main.py " + " ".join(shlex.quote(a) for a in args)
 
 
 def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, titles: dict, info: dict):
-    """Trains (or fits) the model and exports the best one. Returns (model, summary dict)."""
+    """Trains (or fits) the model and exports the best one. Returns (model, summary dict).
+
+    Raises:
+      TrainingError: the loss diverged; the last good weights are exported first, and the
+        message gives the command that continues from them at a lower learning rate.
+    """
     family = families.get(cfg.model)
-    export_dir = Path(cfg.export_dir)
-    t0 = time.perf_counter()
-    if not family.trainable:
-        model = family.fit_baseline(split.train, cfg.model_params)
-        summary = {"epochs": 0, "train_seconds": time.perf_counter() - t0}
-        data = make_datasets(_FitShim, split, cfg.optim, cfg.seed, dist)
-        if data.validation is not None:
-            summary["validation"] = _evaluate_model(model, family, data.validation(), dist)
-    else:
-        params = {**cfg.model_params, "seed": cfg.seed}
-        model = build_model(family, split, params, policy)
-        model.observe_training_data(split.train)
-        data = make_datasets(family.cls(), split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
-        optimizer = make_optimizer(cfg.optim, data.steps_per_epoch)
-        trainer = Trainer(model, optimizer, cfg.train, dist, policy)
-        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
-        if trainer.restore_best():
-            if dist.is_chief and cfg.train.verbose:
-                print(f"best epoch {history.best['epoch']}: {model.main_metric} "
-                      f"{history.best[model.main_metric]:.4f}", flush=True)
-        last = history.epochs[-1] if history.epochs else {}
-        summary = {"epochs": int(trainer.epoch.numpy()), "resumed_from_epoch": history.resumed_from_epoch,
-                   "stopped_early": history.stopped_early, "best": history.best,
-                   "train_seconds": sum(e["train_seconds"] for e in history.epochs),
-                   "mean_epoch_seconds": float(np.mean([e["train_seconds"] for e in history.epochs]))
-                   if history.epochs else None,
-                   "final_loss": last.get("loss"), "history": history.epochs}
-        if data.validation is not None:
-            summary["validation"] = trainer.evaluate(data.validation())
-    if dist.is_chief:
-        user_ids = getattr(split, "user_ids", None)
-        export.save(model, export_dir, cfg.model, split.item_ids, user_ids, titles,
-                    extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
-                           "major": info.get("major", "users")})
-        export.save_known(export_dir, split, info.get("major", "users"))
-        if family.task == "topk":
-            score = model if family.trainable else model.score
-            export.save_serving(lambda sp: score(sp), split.item_ids, export_dir,
-                                owner=model if family.trainable else None)
-    return model, summary
+    result = fit.fit(cfg, split, dist, policy)
+    diverged = result.diverged
+    usable = diverged is None or diverged.last_checkpoint is not None or (result.summary.get("best") is not None)
+    if dist.is_chief and usable:
+        _export(cfg, family, result.model, split, titles, info)
+    if diverged is not None:
+        where = (f"the weights of epoch {result.summary['epochs']} are exported (so --test works); to continue "
+                 f"from them at a lower learning rate: {_continue_command(cfg)}" if usable else
+                 "nothing was exported (no epoch finished); rerun with a lower --lr and --fresh")
+        raise _DivergedRun(f"the loss became {diverged.loss} at epoch {diverged.epoch}, step {diverged.step}; "
+                           f"{where}", result.summary)
+    return result.model, result.summary
 
 
-class _FitShim:
-    """Pipeline choices of closed-form baselines: they are evaluated like top-k models."""
-
-    input_kind = "rows"
-    task = "topk"
+class _DivergedRun(TrainingError):
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str) -> dict:
@@ -266,54 +201,138 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
     epochs = cfg.warm_up_epochs + cfg.benchmark_epochs
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = dataclasses.replace(cfg.train, epochs=epochs, validation_step=1, export_dir=tmp, fresh=True,
-                                   patience=None)
-        model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
-        data = make_datasets(family.cls(), split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
-        trainer = Trainer(model, make_optimizer(cfg.optim, data.steps_per_epoch), tcfg, dist, policy)
-        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
-    timed = history.epochs[cfg.warm_up_epochs:]
+                                   patience=None, log_dir=None)
+        result = fit.fit(dataclasses.replace(cfg, train=tcfg, warm_start=None), split, dist, policy)
+    timed = result.summary["history"][cfg.warm_up_epochs:]
     train_s = float(np.mean([e["train_seconds"] for e in timed]))
     val_s = [e["validation_seconds"] for e in timed if "validation_seconds" in e]
-    result = {"model": cfg.model, "dataset": cfg.data.dataset, "precision": policy, "xla": cfg.train.xla,
-              "workers": dist.size, "warm_up_epochs": cfg.warm_up_epochs, "timed_epochs": len(timed),
-              "batch_size_train": cfg.optim.batch_size_train,
-              "mean_epoch_train_seconds": train_s,
-              "mean_epoch_validation_seconds": float(np.mean(val_s)) if val_s else None,
-              "rows_per_second": data.rows_per_epoch / train_s}
+    summary = {"model": cfg.model, "dataset": cfg.data.dataset, "precision": policy, "xla": cfg.train.xla,
+               "workers": dist.size, "warm_up_epochs": cfg.warm_up_epochs, "timed_epochs": len(timed),
+               "batch_size_train": cfg.optim.batch_size_train,
+               "mean_epoch_train_seconds": train_s,
+               "mean_epoch_validation_seconds": float(np.mean(val_s)) if val_s else None,
+               "rows_per_second": result.data.rows_per_epoch / train_s}
     if dist.is_chief:
-        export.write_json(Path(cfg.export_dir) / "benchmark.json", result)
-        print(f"benchmark: {train_s:.3f} s/epoch training ({result['rows_per_second']:,.0f} rows/s), "
-              f"{result['mean_epoch_validation_seconds'] or 0:.3f} s/epoch validation, {policy}"
-              f"{', xla' if cfg.train.xla else ''}", flush=True)
-    return result
+        export.write_json(Path(cfg.export_dir) / "benchmark.json", summary)
+    _say(dist, cfg, f"benchmark: {train_s:.3f} s/epoch training ({summary['rows_per_second']:,.0f} rows/s), "
+                    f"{summary['mean_epoch_validation_seconds'] or 0:.3f} s/epoch validation, {policy}"
+                    f"{', xla' if cfg.train.xla else ''}")
+    return summary
 
 
 def run(cfg: RunConfig) -> dict:
-    """Runs the modes of ``cfg`` in order (train, test, benchmark) and writes results.json.
+    """Runs the modes of ``cfg`` in order (train, test, benchmark) in its run folder.
+
+    The folder is locked for the whole call; its manifest decides whether this
+    run may resume there (``--train``) or supplies the settings (``--test``,
+    ``--benchmark``); ``results.json`` gets one section per mode.
 
     Returns:
       The results dict that was written.
+
+    Raises:
+      ConfigError: the folder holds another run, is in use, or a flag contradicts it.
+      TrainingError: training diverged (after exporting the last good weights).
     """
     modes = [m for m in ("train", "test", "benchmark") if m in cfg.modes]
     if not modes:
         raise ConfigError("nothing to do: give at least one of --train, --test, --benchmark")
-    family = families.get(cfg.model)
+    families.get(cfg.model)
     dist = distribute.get(cfg.distribution)
-    policy = precision.policy_name(cfg.use_amp)
     if not dist.is_chief:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, verbose=False))
+    folder = RunFolder(cfg.export_dir)
+    command = " ".join(cfg.command) if cfg.command else "a tfcf run"
+    with folder.lock(command) if dist.is_chief else contextlib.nullcontext():
+        return _run_in_folder(cfg, modes, dist, folder)
+
+
+def _check_warm_start(source_dir: str, manifest: dict) -> None:
+    """A warm start needs a finished run of the same model on the same split."""
+    source = RunFolder(source_dir).manifest()
+    if source is None:
+        raise ConfigError(f"--warm_start {source_dir} holds no run (no run.json)")
+    if source["data"]["split_fingerprint"] != manifest["data"]["split_fingerprint"]:
+        raise ConfigError(f"--warm_start {source_dir} was trained on another split (other data, protocol or seed); "
+                          f"a warm start continues a run on the same split")
+    mine = {k: v for k, v in manifest["model"].items()}
+    if source["model"] != mine:
+        changed = differences(source["model"], mine)
+        raise ConfigError(f"--warm_start {source_dir} holds another model ({'; '.join(changed)}); its weights do "
+                          f"not fit this one")
+
+
+def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) -> dict:
     t0 = time.perf_counter()
+    # Training: the chief alone judges the folder (workers would race its move-aside); the others
+    # follow it through the trainer's barrier and broadcast. Reading modes: every worker adopts the manifest.
+    old = folder.manifest() if dist.is_chief or "train" not in modes else None
+    if "train" in modes:
+        if dist.is_chief and cfg.train.fresh:
+            moved = folder.move_aside()
+            if moved is not None:
+                _notice(dist, f"--fresh: moved the previous run to {moved}")
+            old = None
+        elif dist.is_chief and old is None and folder.has_run():
+            raise ConfigError(f"{folder.path} holds a run without run.json (an older tfcf or another tool wrote it); "
+                              f"use another --export_dir, or --fresh to move it aside and start over")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, fresh=False))
+    elif old is not None:
+        cfg = adopt_manifest(cfg, old)
+    elif "test" in modes:
+        raise ConfigError(f"{folder.path} holds no run (no run.json): train one first (--train), or point "
+                          f"--export_dir at a run folder")
+    family = families.get(cfg.model)
+    policy = precision.policy_name(cfg.use_amp)
     split, info = prepare(cfg.data, family.task, cfg.seed, verbose=dist.is_chief and cfg.train.verbose)
     titles = data_titles(cfg.data)
     if family.task == "rating" and cfg.model_params.get("major") == "items":
         # Item-based autoencoder: rows are items; ids and titles follow the transpose.
         split = split.transpose()
         info["major"] = "items"
-    results: dict[str, Any] = {"config": _config_dict(cfg), "data": info, "precision": policy,
-                               "workers": dist.size, "modes": modes}
+    manifest = manifest_of(cfg, fit.model_config(family, split, cfg.model_params, cfg.seed), info,
+                           split_fingerprint(split), policy, dist.size, family.trainable)
+    if cfg.warm_start and "train" in modes and old is None:
+        _check_warm_start(cfg.warm_start, manifest)
+    if old is not None:
+        if "train" in modes:
+            changed = differences(old, manifest)
+            if changed and cfg.replace_mismatch:
+                moved = folder.move_aside() if dist.is_chief else None
+                _notice(dist, f"{cfg.model}: retraining, {folder.path} held another run ({'; '.join(changed)}); "
+                                f"moved it to {moved}")
+                old = None
+            elif changed:
+                raise ConfigError(f"{folder.path} holds another run ({'; '.join(changed)}): use another "
+                                  f"--export_dir, or --fresh to move that run aside and start over")
+        else:
+            changed = differences(old, manifest, RUN_LENGTH_KEYS | _TRAINING_SECTIONS)
+            if changed:
+                raise ConfigError(f"the data of the run in {folder.path} changed since it was trained "
+                                  f"({'; '.join(changed)}); retrain it (--train --fresh) or restore the data")
+    results = folder.results() if old is not None else {}
+    if (cfg.reuse_finished and old is not None and "test" in results
+            and not differences(old, manifest, frozenset({"train.verbose", "train.progress_seconds"}))):
+        _notice(dist, f"{cfg.model}: test metrics already in {folder.path / 'results.json'}; not retrained")
+        return {**results, "reused": True}
+    if dist.is_chief and ("train" in modes or old is None):
+        if old is not None:
+            manifest["created"] = old.get("created", manifest["created"])
+        folder.write_manifest(manifest)
+    results.update({"config": jsonable(dataclasses.asdict(dataclasses.replace(cfg, explicit=None))),
+                    "data": info, "precision": policy, "workers": dist.size,
+                    "modes": list(dict.fromkeys([*results.get("modes", []), *modes]))})
     model = None
     if "train" in modes:
-        model, summary = train(cfg, split, dist, policy, titles, info)
+        results.pop("test", None)  # it scored the weights this training replaces
+        try:
+            model, summary = train(cfg, split, dist, policy, titles, info)
+        except _DivergedRun as err:
+            results["train"] = err.summary
+            results.pop("validation", None)
+            if dist.is_chief:
+                folder.write_results(results)
+            raise
         results["train"] = summary
         if "validation" in summary:
             results["validation"] = summary["validation"]
@@ -323,18 +342,13 @@ def run(cfg: RunConfig) -> dict:
             if meta["family"] != cfg.model:
                 raise ConfigError(f"{cfg.export_dir} holds a '{meta['family']}' model, not '{cfg.model}'; "
                                   f"pass --model {meta['family']}")
-        data = make_datasets(_FitShim if not family.trainable else family.cls(), split, cfg.optim, cfg.seed, dist)
-        results["test"] = _evaluate_model(model, family, data.test(), dist)
-        if dist.is_chief and cfg.train.verbose:
-            shown = {k: round(v, 4) for k, v in results["test"].items() if not k.endswith("/count")}
-            print(f"test: {json.dumps(shown)}", flush=True)
+        data = fit.datasets_for(family, split, cfg, dist)
+        results["test"] = fit.evaluate_model(model, family, data.test(), dist)
+        shown = {k: round(v, 4) for k, v in results["test"].items() if not k.endswith("/count")}
+        _say(dist, cfg, f"test: {json.dumps(shown)}")
     if "benchmark" in modes:
         results["benchmark"] = benchmark(cfg, split, dist, policy)
     results["seconds"] = time.perf_counter() - t0
     if dist.is_chief:
-        export.write_json(Path(cfg.export_dir) / "results.json", results)
+        folder.write_results(results)
     return results
-
-
-def _config_dict(cfg: RunConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))

@@ -10,6 +10,7 @@ and :mod:`training.distribute`; the model brings its loss and train step.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import time
@@ -23,51 +24,42 @@ import tensorflow as tf
 from data import files
 from data.errors import TrainingError
 from training import distribute, metrics, precision
+from training.config import TrainConfig  # noqa: F401 (re-exported: callers import it from here)
 from training.model import Model, Updater
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """How the engine trains (not what the model is).
-
-    Attributes:
-      epochs: number of epochs to reach (a resumed run trains the remainder).
-      validation_step: validate every this many epochs (and after the last).
-      export_dir: run folder: ``checkpoints/``, ``best/``, ``logs/``.
-      xla: compile the train step with XLA (``jit_compile=True``).
-      fresh: ignore (and delete) existing checkpoints instead of resuming.
-      keep_checkpoints: how many latest checkpoints to keep.
-      patience: stop after this many validations without improvement (None: never).
-      progress_seconds: at most one progress line per this many seconds.
-      verbose: print progress and epoch lines (chief only).
-      record_steps: keep every step's logs in the history (for per-batch plots).
-      max_steps_per_epoch: cut epochs short (benchmarks and tests only).
-      log_dir: TensorBoard folder (None: ``<export_dir>/logs``).
-    """
-
-    epochs: int = 200
-    validation_step: int = 1
-    export_dir: str = "runs/default"
-    xla: bool = False
-    fresh: bool = False
-    keep_checkpoints: int = 2
-    patience: Optional[int] = None
-    progress_seconds: float = 10.0
-    verbose: bool = True
-    record_steps: bool = False
-    max_steps_per_epoch: Optional[int] = None
-    log_dir: Optional[str] = None
-
-
-@dataclasses.dataclass
 class History:
-    """What happened during :meth:`Trainer.fit`."""
+    """What happened during :meth:`Trainer.fit`.
+
+    ``epochs`` holds every epoch of the run, those of earlier invocations
+    included: the records travel inside the checkpoints, so they always match
+    the restored weights (an epoch is never listed twice or lost after a kill).
+    """
 
     epochs: list[dict] = dataclasses.field(default_factory=list)
     steps: list[dict] = dataclasses.field(default_factory=list)
     best: Optional[dict] = None
     resumed_from_epoch: int = 0
     stopped_early: bool = False
+
+
+class Diverged(TrainingError):
+    """The loss became NaN or Inf. Carries where, and the history up to the last good epoch.
+
+    Attributes:
+      epoch, step: 1-based position of the first non-finite loss.
+      loss: the loss value.
+      history: the :class:`History` of the completed epochs.
+      last_checkpoint: path of the last good checkpoint, or None.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, loss: float, history: "History",
+                 last_checkpoint: Optional[str]) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.loss = epoch, step, loss
+        self.history = history
+        self.last_checkpoint = last_checkpoint
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -130,6 +122,8 @@ class Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="best_value")
         self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
+        # The epoch records as JSON, saved with every checkpoint (see History).
+        self.records = tf.Variable("[]", dtype=tf.string, trainable=False, name="records")
         model.ensure_built()
         self.optimizer.build(model.trainable_variables)
         self.export_dir = Path(config.export_dir)
@@ -137,7 +131,7 @@ class Trainer:
         # noise), so a resumed run continues exactly where it stopped.
         self._checkpoint = tf.train.Checkpoint(model=model.state(), optimizer=self.optimizer, epoch=self.epoch,
                                                updates=self.updater.updates, best_value=self.best_value,
-                                               best_epoch=self.best_epoch)
+                                               best_epoch=self.best_epoch, records=self.records)
         self._best = tf.train.Checkpoint(model=model.state())
         self._manager: Optional[tf.train.CheckpointManager] = None
         self._writer = None
@@ -178,9 +172,17 @@ class Trainer:
             self.epoch, self.updater.updates, self.best_value, self.best_epoch])
         return int(self.epoch.numpy())
 
-    def _save(self) -> None:
+    def _save(self, history: "History") -> None:
         if self.distribution.is_chief:
+            self.records.assign(json.dumps(history.epochs))
             self._manager.save(checkpoint_number=int(self.epoch.numpy()))
+
+    def restore_latest(self) -> Optional[str]:
+        """Loads the latest checkpoint's weights into the model (after a divergence); returns its path."""
+        latest = self._manager.latest_checkpoint if self._manager else None
+        if latest is not None:
+            tf.train.Checkpoint(model=self.model.state()).restore(latest).expect_partial()
+        return latest
 
     def restore_best(self) -> bool:
         """Loads the best validated weights into the model, if there are any."""
@@ -226,6 +228,8 @@ class Trainer:
         history = History()
         start = self._open_checkpoints()
         history.resumed_from_epoch = start
+        if chief:
+            history.epochs = [r for r in json.loads(self.records.numpy().decode()) if r["epoch"] <= start]
         if start and chief and cfg.verbose:
             print(f"resuming from epoch {start} ({self._manager.latest_checkpoint}); --fresh starts over", flush=True)
         if chief:
@@ -241,7 +245,7 @@ class Trainer:
                 logs = self._train_fn(batch)
                 loss = float(logs["loss"])
                 if not math.isfinite(loss):
-                    self._diverged(epoch, steps, loss)
+                    self._diverged(epoch, steps, loss, history)
                 for k, v in logs.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
                 steps += 1
@@ -275,9 +279,9 @@ class Trainer:
                 record["validation"] = values
                 improved = self._track_best(values, epoch + 1)
                 stale = 0 if improved else stale + 1
-            self._save()
-            self._summaries(record)
             history.epochs.append(record)
+            self._save(history)
+            self._summaries(record)
             if chief and cfg.verbose:
                 done = time.perf_counter() - run_start
                 eta = done / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
@@ -327,8 +331,8 @@ class Trainer:
                 if not k.endswith("/count"):
                     tf.summary.scalar(f"validation/{k}", v)
 
-    def _diverged(self, epoch: int, step: int, loss: float) -> None:
+    def _diverged(self, epoch: int, step: int, loss: float, history: History) -> None:
         kept = self._manager.latest_checkpoint if self._manager else None
         where = f"the last good checkpoint is {kept}" if kept else "no checkpoint was written yet"
-        raise TrainingError(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped and "
-                            f"{where}; lower the learning rate (e.g. --lr 2e-4) and rerun with --fresh")
+        raise Diverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped and "
+                       f"{where}; lower the learning rate (e.g. --lr 2e-4)", epoch + 1, step + 1, loss, history, kept)

@@ -48,4 +48,4 @@ class VAEConfig:
         """
         kwargs.setdefault("hidden", ())
         kwargs.setdefault("lam", 0.001)
-        return cls(n_items=n_items, variational=False, **kwargs)
+        return cls(n_items=n_items, **{**kwargs, "variational": False})

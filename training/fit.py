@@ -1,0 +1,291 @@
+"""The one fit wiring: family + split + config -> model, datasets, optimizer, Trainer, fit, result.
+
+Every caller that trains a model goes through :func:`fit` (the runner's modes,
+compare, the DeepRec experiments, the MF grid, the bench scripts, the
+notebooks), so whatever a run must get right (warm starts, the learning-rate
+schedule in epochs, the best weights at the end, a divergence that keeps the
+last good weights) is done once, here. Closed-form baselines come through the
+same call and are fitted once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.errors import ConfigError
+from training import distribute, families, precision
+from training.config import OptimConfig, RunConfig
+from training.trainer import Diverged, Trainer
+
+
+def make_optimizer(cfg: OptimConfig, updates_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """A Keras optimizer from the config.
+
+    ``weight_decay`` is decoupled (AdamW style). ``lr_milestones`` (epochs)
+    multiply the learning rate by ``lr_gamma`` at each milestone, like the
+    DeepRec reference's MultiStepLR schedule.
+
+    Args:
+      updates_per_epoch: optimizer updates in one epoch (steps times the
+        model's updates per step), so that milestones count epochs.
+    """
+    name = cfg.optimizer.lower()
+    wd = cfg.weight_decay or None
+    lr = cfg.lr
+    if cfg.lr_milestones:
+        boundaries = [int(m) * updates_per_epoch for m in sorted(cfg.lr_milestones)]
+        values = [cfg.lr * cfg.lr_gamma ** i for i in range(len(boundaries) + 1)]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if name == "adam":
+        return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
+    if name in ("sgd", "momentum"):
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum if name == "momentum" else 0.0, weight_decay=wd)
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(lr, weight_decay=wd)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, weight_decay=wd)
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam, momentum, sgd, adagrad or rmsprop")
+
+
+# --- datasets -----------------------------------------------------------------------
+@dataclasses.dataclass
+class Datasets:
+    """What the trainer consumes for one model on one split (this worker's part)."""
+
+    train: Any  # epoch -> tf.data.Dataset
+    steps_per_epoch: int
+    rows_per_epoch: int
+    validation: Optional[Any]  # () -> tf.data.Dataset
+    test: Any  # () -> tf.data.Dataset
+
+
+def _rows_part(matrix, rank: int, size: int):
+    """This worker's contiguous block of rows (evaluation is split, not sampled)."""
+    n = matrix.shape[0]
+    lo, hi = n * rank // size, n * (rank + 1) // size
+    return matrix[lo:hi], lo
+
+
+def eval_batches(inputs, targets, batch_size: int, dist: distribute.Distribution) -> tf.data.Dataset:
+    """{'input', 'target', 'row'} batches of aligned rows of two CSR matrices [n, I].
+
+    ``row`` (int32 [b]) is the row index in the full matrices: rating models
+    need the user of each row; top-k models ignore it.
+    """
+    from data import pipeline
+
+    x, offset = _rows_part(inputs, dist.rank, dist.size)
+    y, _ = _rows_part(targets, dist.rank, dist.size)
+    pairs = pipeline.row_batches((x, y), batch_size)
+    rows = tf.data.Dataset.range(offset, offset + x.shape[0]).batch(batch_size).map(lambda r: tf.cast(r, tf.int32))
+    return tf.data.Dataset.zip(pairs, rows).map(lambda p, r: {"input": p[0], "target": p[1], "row": r})
+
+
+class _FitShim:
+    """Pipeline choices of closed-form baselines: they are evaluated like top-k models."""
+
+    input_kind = "rows"
+    task = "topk"
+
+
+def make_datasets(model_cls, split, optim: OptimConfig, seed: int, dist: distribute.Distribution,
+                  xla: bool = False) -> Datasets:
+    """The train/validation/test pipelines a model of ``model_cls`` needs."""
+    from data import pipeline
+
+    bs, bsv = optim.batch_size_train, optim.batch_size_validation
+    shard = dict(shard_index=dist.rank, num_shards=dist.size)
+    train = split.train
+    kind = model_cls.input_kind
+    if kind == "rows":
+        n_rows = train.shape[0]
+        if xla:
+            # A fixed batch size keeps the compiled shapes few.
+            fn = lambda epoch: pipeline.xla_row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
+                                                        drop_remainder=True, **shard).map(lambda d: {"input": d})
+        else:
+            fn = lambda epoch: pipeline.row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
+                                                    **shard).map(lambda sp: {"input": sp})
+        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size, drop_remainder=xla)
+    elif kind == "triples":
+        n_rows = train.nnz
+        fn = lambda epoch: pipeline.rating_triples(train, bs, shuffle=True, seed=seed, epoch=epoch, **shard).map(
+            lambda u, i, r: {"user": u, "item": i, "rating": r})
+        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
+    elif kind == "bpr":
+        n_rows = train.nnz
+        fn = lambda epoch: pipeline.bpr_triples(train, bs, seed=seed, epoch=epoch, **shard).map(
+            lambda u, p, n, r: {"user": u, "pos": p, "neg": n, "rating": r})
+        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
+    else:
+        raise ValueError(f"unknown input kind {kind}")
+    if model_cls.task == "topk":
+        val = (split.val_input, split.val_target)
+        test = (split.test_input, split.test_target)
+    else:
+        val = (split.train, split.val) if split.val.nnz else None
+        test = (split.train, split.test)
+    if steps == 0:
+        raise ConfigError(f"--batch_size_train {bs} is larger than the {n_rows // dist.size} training rows each of "
+                          f"{dist.size} worker(s) has{' (--xla drops incomplete batches)' if xla else ''}; "
+                          f"lower --batch_size_train")
+    for part, pair in (("validation", val), ("test", test)):
+        if pair is not None and pair[0].shape[0] < dist.size:
+            raise ConfigError(f"the {part} split has {pair[0].shape[0]} rows, fewer than the {dist.size} workers "
+                              f"that share its evaluation; use fewer workers or more held-out users")
+    validation = (lambda: eval_batches(*val, bsv, dist)) if val is not None and val[1].nnz else None
+    return Datasets(train=fn, steps_per_epoch=steps, rows_per_epoch=n_rows, validation=validation,
+                    test=lambda: eval_batches(*test, bsv, dist))
+
+
+def datasets_for(family: families.Family, split, cfg: RunConfig, dist: distribute.Distribution) -> Datasets:
+    """:func:`make_datasets` for a family (baselines are evaluated like top-k row models)."""
+    return make_datasets(family.cls() if family.trainable else _FitShim, split, cfg.optim, cfg.seed, dist,
+                         xla=cfg.train.xla and family.trainable)
+
+
+# --- models -------------------------------------------------------------------------
+def _dims(family: families.Family, split) -> dict[str, int]:
+    if family.task == "topk":
+        return {"n_items": split.n_items}
+    return {"n_users": split.n_users, "n_items": split.n_items}
+
+
+def build_model(family: families.Family, split, params: dict, policy: str):
+    """A fresh model of the family for this split, built under the dtype policy."""
+    config = family.make_config(_dims(family, split), params)
+    with precision.policy_scope(policy):
+        return family.build(config)
+
+
+def model_config(family: families.Family, split, params: dict, seed: int) -> dict:
+    """The resolved hyper-parameters of a run (every default filled in), as recorded in its manifest."""
+    if family.trainable:
+        return dataclasses.asdict(family.make_config(_dims(family, split), {**params, "seed": seed}))
+    return family.resolved_baseline_params(params)
+
+
+class _ScoreEvaluator:
+    """The evaluation step of a closed-form top-k baseline."""
+
+    def __init__(self, baseline) -> None:
+        self.baseline = baseline
+
+    def evaluate_step(self, batch):
+        from training import metrics
+
+        return metrics.topk_metrics(self.baseline.score(batch["input"]), batch["target"], seen=batch["input"])
+
+
+def evaluate_model(model, family: families.Family, dataset: tf.data.Dataset, dist) -> dict[str, float]:
+    """Metrics of a trained or fitted model on an evaluation dataset (see :func:`training.trainer.evaluate`)."""
+    from training import trainer
+
+    if family.trainable:
+        return trainer.evaluate(tf.function(model.evaluate_step, reduce_retracing=True), dataset, dist)
+    return trainer.evaluate(_ScoreEvaluator(model).evaluate_step, dataset, dist)
+
+
+# --- the one fit --------------------------------------------------------------------
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` produced.
+
+    Attributes:
+      model: the model, holding its best validated weights (the last epoch's
+        when nothing was validated; the last good checkpoint's after a divergence).
+      summary: ``epochs``, ``train_seconds`` (every invocation of the run),
+        ``history`` (every epoch), ``best``, ``validation`` metrics...
+      data: the datasets it trained on (their ``test`` is what ``--test`` scores).
+      trainer: the :class:`Trainer` (None for closed-form baselines).
+      diverged: the divergence that stopped training, or None.
+    """
+
+    model: Any
+    summary: dict
+    data: Datasets
+    trainer: Optional[Trainer] = None
+    diverged: Optional[Diverged] = None
+
+
+def warm_start_weights(model, folder: str | Path) -> None:
+    """Initializes ``model`` from the exported weights of another run folder."""
+    from training import export
+
+    source = Path(folder) / export.MODEL_DIR
+    if not (source / "model.json").exists():
+        raise ConfigError(f"--warm_start {folder}: no exported model there (model/model.json)")
+    export.restore_weights(model, source)
+
+
+def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, policy: Optional[str] = None,
+        observe_data: bool = True) -> FitResult:
+    """Trains (or fits) ``cfg.model`` on ``split`` in the run folder ``cfg.train.export_dir``.
+
+    Resumes from the folder's latest checkpoint unless ``cfg.train.fresh``;
+    the folder's identity is the caller's business (:mod:`training.run_folder`).
+    Exports nothing.
+
+    Args:
+      cfg: the run; ``cfg.model_params`` are the family's hyper-parameters,
+        ``cfg.seed`` seeds the weights, noise and data order.
+      split: a HeldoutSplit (top-k) or RatingSplit (rating models), already
+        transposed for item-based DeepRec.
+      dist: the distribution (single process if None).
+      policy: the dtype policy (None: from ``cfg.use_amp``).
+      observe_data: let the model record training statistics it needs at
+        inference (see :meth:`training.model.Model.observe_training_data`).
+
+    Returns:
+      A :class:`FitResult`; a divergence is returned in ``diverged``, not raised,
+      so the caller can still export the last good weights.
+    """
+    family = families.get(cfg.model)
+    dist = dist or distribute.Distribution()
+    policy = policy or precision.policy_name(cfg.use_amp)
+    t0 = time.perf_counter()
+    data = datasets_for(family, split, cfg, dist)
+    if not family.trainable:
+        model = family.fit_baseline(split.train, cfg.model_params)
+        summary = {"epochs": 0, "train_seconds": time.perf_counter() - t0}
+        if data.validation is not None:
+            summary["validation"] = evaluate_model(model, family, data.validation(), dist)
+        return FitResult(model, summary, data)
+    model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
+    if observe_data:
+        model.observe_training_data(split.train)
+    if cfg.warm_start:
+        warm_start_weights(model, cfg.warm_start)
+    optimizer = make_optimizer(cfg.optim, data.steps_per_epoch * model.updates_per_step())
+    trainer = Trainer(model, optimizer, cfg.train, dist, policy)
+    diverged = None
+    try:
+        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
+    except Diverged as err:
+        diverged, history = err, err.history
+        trainer.restore_latest()
+    if trainer.restore_best() and diverged is None and dist.is_chief and cfg.train.verbose and history.best:
+        print(f"best epoch {history.best['epoch']}: {model.main_metric} "
+              f"{history.best[model.main_metric]:.4f}", flush=True)
+    epochs = history.epochs
+    last = epochs[-1] if epochs else {}
+    summary = {"epochs": int(trainer.epoch.numpy()), "resumed_from_epoch": history.resumed_from_epoch,
+               "stopped_early": history.stopped_early, "best": history.best,
+               "train_seconds": sum(e["train_seconds"] for e in epochs),
+               "mean_epoch_seconds": float(np.mean([e["train_seconds"] for e in epochs])) if epochs else None,
+               "final_loss": last.get("loss"), "history": epochs}
+    if history.steps:
+        summary["steps"] = history.steps
+    if diverged is not None:
+        summary["diverged"] = {"epoch": diverged.epoch, "step": diverged.step, "loss": diverged.loss,
+                               "restored": diverged.last_checkpoint}
+    elif data.validation is not None:
+        summary["validation"] = trainer.evaluate(data.validation())
+    return FitResult(model, summary, data, trainer, diverged)
