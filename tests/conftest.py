@@ -39,3 +39,16 @@ def mirror():
 def raw():
     """Path of tests/fixtures/raw: tiny files in each dataset's exact raw format, laid out as a mirror."""
     return RAW
+
+
+def run_main(*args) -> int:
+    """main.py in this process (no second TensorFlow start-up): flags parsed, then reset; returns the exit status."""
+    import main
+
+    flags = main.FLAGS
+    flags.unparse_flags()
+    flags(["main.py", *map(str, args)])
+    try:
+        return main.main(["main.py"])
+    finally:
+        flags.unparse_flags()

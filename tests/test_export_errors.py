@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import main
 from data.errors import ConfigError, DatasetError, TrainingError
 from training import export, families, predict, recommend
+from conftest import run_main
 
 USERS = np.arange(100, 106)
 ITEMS = np.arange(10, 15)
@@ -142,17 +142,6 @@ def test_the_clean_exports_load(clean):
     assert exp.known.shape == (6, 5) and exp.titles["10"] == "item 10"
     recs = recommend.recommend_users(clean["popularity"], [100], k=2)
     assert [r["rank"] for r in recs] == [1, 2]
-
-
-def run_main(*args):
-    """main.py in this process (no second TensorFlow start-up): flags parsed, then reset."""
-    flags = main.FLAGS
-    flags.unparse_flags()
-    flags(["main.py", *map(str, args)])
-    try:
-        return main.main(["main.py"])
-    finally:
-        flags.unparse_flags()
 
 
 def test_main_prints_one_error_line_for_a_damaged_export(clean, tmp_path, capsys):

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-import main
 from data.errors import ConfigError, DatasetError, TrainingError
 from training import export, predict, recommend, runner
 from training.config import DataConfig, OptimConfig, RunConfig
 from data.prepare import prepare
 from training.trainer import TrainConfig
+from conftest import run_main
 
 BASE_COLUMNS = ["user", "item", "rating", "time"]
 
@@ -58,17 +58,6 @@ def deeprec_items(tmp_path_factory, mirror, data_dir):
 def popularity(tmp_path_factory, mirror, data_dir):
     """Popularity on ML-100K's heldout-users split (ratings >= 4 are clicks)."""
     return _run("popularity", tmp_path_factory, mirror, data_dir)
-
-
-def run_main(*args):
-    """main.py in this process (no second TensorFlow start-up): flags parsed, then reset."""
-    flags = main.FLAGS
-    flags.unparse_flags()
-    flags(["main.py", *map(str, args)])
-    try:
-        return main.main(["main.py"])
-    finally:
-        flags.unparse_flags()
 
 
 # ----------------------------------------------------------------------------- predict
