@@ -48,9 +48,9 @@ class RowInput(layers.SparseDense):
     def call(self, rows, cols=None, values=None, n_rows=None, padded: bool = False) -> tf.Tensor:
         if cols is not None:
             return super().call(rows, cols, values, n_rows, padded=padded)
-        out = tf.matmul(tf.cast(rows, self.compute_dtype), tf.cast(self.kernel, self.compute_dtype))
+        out = tf.matmul(precision.compute(rows, self), precision.compute(self.kernel, self))
         if self.bias is not None:
-            out = out + tf.cast(self.bias, self.compute_dtype)
+            out = out + precision.compute(self.bias, self)
         return self.activation(out)
 
 
@@ -87,8 +87,8 @@ class TiedDense(keras.layers.Layer):
         return self.source.kernel
 
     def call(self, h: tf.Tensor) -> tf.Tensor:
-        kernel = tf.cast(self.kernel, self.compute_dtype)
-        out = tf.matmul(h, kernel, transpose_b=True) + tf.cast(self.bias, self.compute_dtype)
+        kernel = precision.compute(self.kernel, self)
+        out = tf.matmul(h, kernel, transpose_b=True) + precision.compute(self.bias, self)
         return self.activation(out)
 
 
@@ -98,9 +98,9 @@ def _masked_mse(pred: tf.Tensor, truth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor
     Entries whose true rating is 0 are not ratings (padding, or unrated cells
     of a dense row) and are left out: MMSE = sum m_i (r_i - y_i)^2 / sum m_i.
     """
-    pred = tf.cast(pred, tf.float32)
-    truth = tf.cast(truth, tf.float32)
-    mask = tf.cast(tf.not_equal(truth, 0.0), tf.float32)
+    pred = precision.as_float32(pred)
+    truth = precision.as_float32(truth)
+    mask = precision.as_float32(tf.not_equal(truth, 0.0))
     return tf.reduce_sum(mask * tf.square(pred - truth)), tf.reduce_sum(mask)
 
 
@@ -168,7 +168,7 @@ class DeepRec(Model):
         """Predicted ratings [b, n_items]; the training mean in columns never seen in training."""
         pred = self(inputs, training=False)
         unseen = (self.fallback_on > 0) & (self.column_seen <= 0)
-        return tf.where(unseen[None, :], tf.cast(self.train_mean, pred.dtype), pred)
+        return tf.where(unseen[None, :], precision.like(self.train_mean, pred), pred)
 
     # --- forward -------------------------------------------------------------------
     def _encode_first(self, x: RowsInput, training: bool) -> tf.Tensor:

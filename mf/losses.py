@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from data.errors import ConfigError
 from mf.config import BPR_FORMS
+from training import precision
 
 
 def bpr_loss(pos: tf.Tensor, neg: tf.Tensor, form: str = "homework") -> tf.Tensor:
@@ -27,7 +28,7 @@ def bpr_loss(pos: tf.Tensor, neg: tf.Tensor, form: str = "homework") -> tf.Tenso
     """
     if form not in BPR_FORMS:
         raise ConfigError(f"unknown BPR form '{form}'; use {' or '.join(BPR_FORMS)}")
-    diff = tf.cast(pos, tf.float32) - tf.cast(neg, tf.float32)
+    diff = precision.as_float32(pos) - precision.as_float32(neg)
     if form == "homework":
         return tf.reduce_mean(1.0 - tf.sigmoid(diff))
     # softplus(-d) is -log sigmoid(d) without the overflow of log(sigmoid(d)) for d << 0.
@@ -47,8 +48,8 @@ def squared_error_sum(pred: tf.Tensor, truth: tf.Tensor) -> tuple[tf.Tensor, tf.
     Returns:
       ``(sum of squared errors, number of scored pairs)``, float32 scalars.
     """
-    truth = tf.cast(truth, tf.float32)
+    truth = precision.as_float32(truth)
     scored = tf.not_equal(truth, 0.0)
-    err = tf.cast(pred, tf.float32) - truth
+    err = precision.as_float32(pred) - truth
     return (tf.reduce_sum(tf.where(scored, tf.square(err), 0.0)),
-            tf.reduce_sum(tf.cast(scored, tf.float32)))
+            tf.reduce_sum(precision.as_float32(scored)))

@@ -34,7 +34,7 @@ def _embedding(n: int, dim: int, initializer, name: str) -> keras.layers.Embeddi
 
 def _table(layer: keras.layers.Embedding, like: tf.Tensor) -> tf.Tensor:
     """The whole embedding table [n, d] in the dtype of ``like`` (compute dtype under mixed precision)."""
-    return tf.cast(layer.embeddings, like.dtype)
+    return precision.like(layer.embeddings, like)
 
 
 def _target_pairs(batch: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -103,17 +103,17 @@ class MatrixFactorization(Model):
         """float32 scalar: mean of the training ratings seen (0 before training or without biases)."""
         if not self.config.use_bias:
             return tf.constant(0.0)
-        return tf.cast(tf.math.divide_no_nan(self.rating_sum, self.rating_count), tf.float32)
+        return precision.as_float32(tf.math.divide_no_nan(self.rating_sum, self.rating_count))
 
     def _pairs(self, user: tf.Tensor, item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(float32 [b] predictions, float32 [b] squared norm of each pair's parameters)."""
         p, q = self.user_factors(user), self.item_factors(item)
         dot = tf.reduce_sum(p * q, axis=-1)
-        norms = tf.reduce_sum(tf.square(tf.cast(p, tf.float32)) + tf.square(tf.cast(q, tf.float32)), axis=-1)
+        norms = tf.reduce_sum(tf.square(precision.as_float32(p)) + tf.square(precision.as_float32(q)), axis=-1)
         if self.config.use_bias:
             b_u, b_i = self.user_bias(user)[:, 0], self.item_bias(item)[:, 0]
             dot = dot + b_u + b_i
-            norms = norms + tf.square(tf.cast(b_u, tf.float32)) + tf.square(tf.cast(b_i, tf.float32))
+            norms = norms + tf.square(precision.as_float32(b_u)) + tf.square(precision.as_float32(b_i))
         return self.to_float32(dot) + self.global_mean(), norms
 
     def predict_pairs(self, user: tf.Tensor, item: tf.Tensor) -> tf.Tensor:
@@ -144,7 +144,7 @@ class MatrixFactorization(Model):
     def compute_loss(self, batch: dict[str, Any], training: bool = True) -> tuple[tf.Tensor, dict]:
         """MSE of the batch's ratings (+ ``lam`` x mean squared norm of their parameters)."""
         pred, norms = self._pairs(batch["user"], batch["item"])
-        mse = tf.reduce_mean(tf.square(pred - tf.cast(batch["rating"], tf.float32)))
+        mse = tf.reduce_mean(tf.square(pred - precision.as_float32(batch["rating"])))
         loss = mse
         if self.config.lam:
             loss = loss + self.config.lam * tf.reduce_mean(norms)
@@ -284,7 +284,7 @@ class MultiTaskNet(Model):
             rating = self._rating(u, self.item_embedding(pos))
         else:
             rating = self.predict_pairs(user, pos)
-        mse = tf.reduce_mean(tf.square(rating - tf.cast(batch["rating"], tf.float32)))
+        mse = tf.reduce_mean(tf.square(rating - precision.as_float32(batch["rating"])))
         loss = c.factorization_weight * bpr + c.regression_weight * mse
         return loss, {"bpr_loss": bpr, "mse": mse}
 

@@ -14,6 +14,8 @@ from typing import NamedTuple, Union
 import keras
 import tensorflow as tf
 
+from training import precision
+
 SparseRows = Union[tf.SparseTensor, dict]
 
 
@@ -90,8 +92,8 @@ class SparseDense(keras.layers.Layer):
         return self(coo.rows, coo.cols, coo.values, coo.n_rows, padded=coo.padded)
 
     def call(self, rows, cols, values, n_rows, padded: bool = False) -> tf.Tensor:
-        kernel = tf.cast(self.kernel, self.compute_dtype)
-        values = tf.cast(values, self.compute_dtype)
+        kernel = precision.compute(self.kernel, self)
+        values = precision.compute(values, self)
         if padded:
             out = tf.math.unsorted_segment_sum(tf.gather(kernel, cols) * values[:, None], rows, n_rows)
         else:
@@ -99,5 +101,5 @@ class SparseDense(keras.layers.Layer):
             shape = tf.stack([tf.cast(n_rows, tf.int64), tf.constant(self.input_dim, tf.int64)])
             out = tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, values, shape), kernel)
         if self.bias is not None:
-            out = out + tf.cast(self.bias, self.compute_dtype)
+            out = out + precision.compute(self.bias, self)
         return self.activation(out)

@@ -81,6 +81,21 @@ def float32_output(name: str = "float32_output") -> keras.layers.Layer:
     return keras.layers.Activation("linear", dtype=FLOAT32, name=name)
 
 
+def compute(x, layer: keras.layers.Layer) -> tf.Tensor:
+    """``x`` (a variable or tensor) in ``layer``'s compute dtype: how a layer reads float32 variables under mixed precision."""
+    return tf.cast(x, layer.compute_dtype)
+
+
+def like(x, reference: tf.Tensor) -> tf.Tensor:
+    """``x`` in the dtype of ``reference`` (a value combined with an activation of the compute dtype)."""
+    return tf.cast(x, reference.dtype)
+
+
+def as_float32(x) -> tf.Tensor:
+    """``x`` in float32: losses, metrics, softmax statistics and the latent Gaussian stay float32 under any policy."""
+    return tf.cast(x, FLOAT32)
+
+
 def inner_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
     """The optimizer that holds the learning rate (unwraps loss scaling)."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

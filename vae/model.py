@@ -65,7 +65,7 @@ class MultVAE(Model):
             h = layer(h)
         if not self.config.variational:
             return h, None
-        mu, logvar = tf.split(tf.cast(h, tf.float32), 2, axis=-1)
+        mu, logvar = tf.split(precision.as_float32(h), 2, axis=-1)
         return mu, logvar
 
     def decode(self, z: tf.Tensor) -> tf.Tensor:
