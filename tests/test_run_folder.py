@@ -251,3 +251,21 @@ def test_deeprec_lr_milestones_count_epochs_with_refeeding(tmp_path, mirror):
     # MultiStepLR(milestones=[2]): epochs 1 and 2 at 0.01, epoch 3 at 0.001, although each step makes 2 updates.
     assert [round(e["learning_rate"], 6) for e in result.summary["history"]] == [0.01, 0.01, 0.001]
     assert int(result.trainer.updater.updates.numpy()) == 3 * 2 * result.data.steps_per_epoch
+
+
+def test_tensorboard_holds_hyper_parameters_and_test_metrics(tmp_path, mirror):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    folder = tmp_path / "run"
+    results = runner.run(_cfg(folder, mirror, tmp_path / "data", epochs=2, lr=2e-3))
+    events = EventAccumulator(str(folder / "logs"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert events.Tensors("test/ndcg@100")[-1].step == 2
+    assert float(tf.make_ndarray(events.Tensors("test/ndcg@100")[-1].tensor_proto)) == pytest.approx(
+        results["test"]["ndcg@100"], rel=1e-6)
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["optim.lr"].number_value == pytest.approx(2e-3)
+    assert info.hparams["model.family"].string_value == "dae" and info.hparams["data.dataset"].string_value == "ml-100k"
+    assert events.Tensors("validation/ndcg@100")  # the trainer's curves share the folder

@@ -162,6 +162,32 @@ def _continue_command(cfg: RunConfig) -> str:
     return "python main.py " + " ".join(shlex.quote(a) for a in args)
 
 
+def _tensorboard_record(cfg: RunConfig, manifest: dict, results: dict) -> None:
+    """The run's hyper-parameters (HParams plugin) and test metrics beside the training curves.
+
+    One view compares runs: ``tensorboard --logdir runs`` lists every run folder with its settings and
+    final metrics in the HPARAMS tab.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    from training.config import flatten
+
+    keep = {k: v for k, v in flatten({"model": manifest["model"], "seed": manifest["seed"],
+                                      "data": {k: manifest["data"].get(k) for k in ("dataset", "protocol")},
+                                      "optim": manifest.get("optim", {}), "precision": manifest.get("precision")}).items()}
+    hparams = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v)) for k, v in keep.items()
+               if v is not None}
+    step = int(results.get("train", {}).get("epochs") or 0)
+    writer = tf.summary.create_file_writer(cfg.train.log_dir or str(Path(cfg.export_dir) / "logs"))
+    with writer.as_default(step=step):
+        hp.hparams(hparams, trial_id=str(Path(cfg.export_dir).resolve()))
+        for name, value in results.get("test", {}).items():
+            if not name.endswith("/count"):
+                tf.summary.scalar(f"test/{name}", value)
+    writer.close()
+
+
 def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, titles: dict, info: dict):
     """Trains (or fits) the model and exports the best one. Returns (model, summary dict).
 
@@ -351,4 +377,5 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) ->
     results["seconds"] = time.perf_counter() - t0
     if dist.is_chief:
         folder.write_results(results)
+        _tensorboard_record(cfg, manifest if "train" in modes or old is None else old, results)
     return results
