@@ -298,7 +298,7 @@ def _reads_an_export() -> bool:
 def _export_tools() -> None:
     """--predict, --recommend_users(_file), --recommend: one library call each."""
     from data.custom import CustomFormat
-    from training import predict, recommend
+    from serving import predict, recommend
 
     export_dir = FLAGS.export_dir or configs().export_dir
     if FLAGS.output is not None:

@@ -374,11 +374,12 @@ def predict_command(export_dir: str, out: str, part: str = "test", batch_size: i
     import scipy.sparse as sp
 
     from deeprec.model import predict_pairs
-    from training import export, families, runner
+    from serving import loader
+    from training import runner
 
     if part not in ("test", "val"):
         raise ConfigError(f"--part must be test or val, got '{part}'")
-    model, meta, ids, _ = export.load(export_dir, families.FAMILIES)
+    model, meta, ids, _ = loader.load(export_dir)
     if meta.get("task") != "rating":
         raise ConfigError(f"{export_dir} holds a '{meta.get('family')}' model, which does not predict ratings; "
                           f"predict needs a deeprec (or other rating model) run")

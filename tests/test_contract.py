@@ -13,7 +13,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from data.types import HeldoutSplit, RatingSplit
-from training import distribute, export, families, metrics, precision, recommend, runner
+from serving import loader, recommend
+from training import distribute, families, metrics, precision, runner
 from training.config import OptimConfig, RunConfig
 from training.trainer import TrainConfig
 
@@ -100,7 +101,7 @@ def test_topk_family_recovers_withheld_items_and_round_trips(name, tmp_path):
         recall, valid = metrics.recall_at_k(tf.constant(scores), _tensor(split.test_target), 4,
                                             seen=_tensor(split.test_input))
         assert float(tf.reduce_mean(recall)) >= 0.9, f"{name} recall@4 {float(tf.reduce_mean(recall)):.3f}"
-    loaded, meta, ids, _ = export.load(tmp_path, families.FAMILIES)
+    loaded, meta, ids, _ = loader.load(tmp_path)
     assert meta["family"] == name and np.array_equal(ids["item_ids"], split.item_ids)
     np.testing.assert_array_equal(_predict(loaded, split.test_input, np.arange(70, N_USERS)), scores)
 
@@ -116,7 +117,7 @@ def test_rating_family_recovers_withheld_ratings_and_round_trips(name, tmp_path)
     rmse = np.sqrt(np.mean((pred[test.row, test.col] - test.data) ** 2))
     # Predicting the global mean gives an RMSE of about 2 here; the structure is easy to learn.
     assert rmse < 0.8, f"{name}: withheld-rating RMSE {rmse:.3f}"
-    loaded, meta, ids, _ = export.load(tmp_path, families.FAMILIES)
+    loaded, meta, ids, _ = loader.load(tmp_path)
     assert meta["family"] == name and np.array_equal(ids["user_ids"], split.user_ids)
     np.testing.assert_array_equal(_predict(loaded, split.train, np.arange(N_USERS)), pred)
 

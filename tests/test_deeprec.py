@@ -325,12 +325,12 @@ def test_mixed_bfloat16_keeps_float32_variables_and_outputs():
 
 
 def test_export_round_trip_gives_identical_predictions(tmp_path):
-    from training import export
+    from serving import export, loader
 
     model = build(DeepRecConfig(n_items=12, hidden=(6, 4), constrained=True, seed=14))
     model.train_step({"input": csr_to_sparse(_ratings())}, _updater(model))
     export.save(model, tmp_path, "deeprec", np.arange(12), np.arange(6))
-    loaded, meta, _, _ = export.load(tmp_path, families.FAMILIES)
+    loaded, meta, _, _ = loader.load(tmp_path)
     assert isinstance(loaded, DeepRec) and loaded.config == model.config
     x = csr_to_sparse(_ratings(seed=15))
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())

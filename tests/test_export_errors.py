@@ -1,7 +1,7 @@
 """A damaged export folder, a bad --output, a bad --top_k or pairs file: one clear line each, never a traceback.
 
 The exports here are tiny (a 6x5 MF written without training, a Popularity fit), written with
-:func:`training.export.save` and :func:`training.export.save_known`, then copied and damaged file by file.
+:func:`serving.export.save` and :func:`serving.export.save_known`, then copied and damaged file by file.
 """
 
 import json
@@ -16,7 +16,8 @@ import pytest
 import scipy.sparse as sp
 
 from data.errors import ConfigError, DatasetError, TrainingError
-from training import export, families, predict, recommend
+from serving import export, loader, predict, recommend
+from training import families
 from conftest import run_main
 
 USERS = np.arange(100, 106)
@@ -116,7 +117,7 @@ def test_config_that_does_not_fit_the_weights_names_a_weights_file(clean, tmp_pa
     _rewrite_json(lambda m: m["config"].update(rank=3))(run / "model" / "model.json")
     with pytest.raises(TrainingError, match=r"/model/weights\.data-00000-of-00001: holds weights that do not fit "
                                             r"the model of model\.json \(.*shape") as info:
-        export.load(run, families.FAMILIES)
+        loader.load(run)
     assert "\n" not in str(info.value)
 
 
@@ -134,7 +135,7 @@ def test_known_npz_without_its_arrays_is_named(clean, tmp_path):
     run = _copy(clean, "mf", tmp_path)
     np.savez(run / "model" / "known.npz", row_ids=USERS)
     with pytest.raises(TrainingError, match=r"known\.npz: lacks data, indices, indptr, shape; retrain"):
-        export.load_known(run)
+        loader.load_known(run)
 
 
 def test_the_clean_exports_load(clean):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from data import files
-from training import export
+from serving import export
 
 
 def _entries(folder):
@@ -71,7 +71,6 @@ def test_write_json_converts_numpy_paths_and_tuples(tmp_path):
     with pytest.raises(TypeError, match="not JSON serializable"):
         files.write_json(tmp_path / "bad.json", {"f": object()})
     assert _entries(tmp_path) == ["o.json"]
-    assert export.write_json is files.write_json
 
 
 def test_text_and_npz_round_trip(tmp_path):

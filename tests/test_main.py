@@ -84,7 +84,7 @@ def test_recommend_prints_titles_and_never_the_given_items(trained):
     lines = [l for l in proc.stdout.splitlines() if l.strip()[:2].rstrip(".").isdigit()]
     assert len(lines) == 5
     assert "Toy Story (1995)" in proc.stdout  # the given items are echoed with their titles
-    from training import recommend
+    from serving import recommend
 
     recs = recommend.recommend(run, [1, 50, 181], k=20)
     assert len(recs) == 20 and not {1, 50, 181} & {r["item"] for r in recs}
@@ -99,7 +99,7 @@ def test_saved_model_serving_signature(trained):
     out = served(items=tf.constant([[1, 50, 181], [1, -1, -1]], tf.int64), k=tf.constant(10))
     ids = out["item_ids"].numpy()
     assert ids.shape == (2, 10) and not {1, 50, 181} & set(ids[0].tolist()) and 1 not in ids[1]
-    from training import recommend
+    from serving import recommend
 
     assert [r["item"] for r in recommend.recommend(run, [1, 50, 181], k=10)] == ids[0].tolist()
 

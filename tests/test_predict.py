@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from data.errors import ConfigError, DatasetError, TrainingError
-from training import export, predict, recommend, runner
+from serving import export, loader, predict, recommend
+from training import runner
 from training.config import DataConfig, OptimConfig, RunConfig
 from data.prepare import prepare
 from training.trainer import TrainConfig
@@ -127,7 +128,7 @@ def _write(tmp_path, frame):
 def test_known_npz_holds_the_training_matrix_and_statistics(mf, u1):
     base, _ = u1
     run, _ = mf
-    known = export.load_known(run)
+    known = loader.load_known(run)
     assert known["matrix"].nnz == len(base)
     means = base.groupby("item")["rating"].mean()
     ids = np.load(run / "model" / "ids.npz")["item_ids"]
@@ -274,7 +275,7 @@ def test_item_list_reads_as_top_ratings_for_a_user_based_rating_model(tmp_path_f
     from training import families
 
     run, _ = _run("deeprec", tmp_path_factory, mirror, data_dir, {"hidden": (16,)}, batch=128, epochs=1)
-    model, _, ids, _ = export.load(run, families.FAMILIES)
+    model, _, ids, _ = loader.load(run)
     cols = sorted(int(np.flatnonzero(ids["item_ids"] == i)[0]) for i in (1, 50))
     # The listed items are fed as the highest training rating (5 on ML-100K), not as 1-star ratings.
     row = tf.SparseTensor([[0, c] for c in cols], [5.0, 5.0], [1, len(ids["item_ids"])])

@@ -30,7 +30,7 @@ from typing import Sequence, Union
 
 from data import files
 from data.errors import ConfigError
-from training import distribute, export, families, runner
+from training import distribute, families, runner
 from training.config import RunConfig
 
 REPORT = "compare"
@@ -110,7 +110,7 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
               "task": families.get(names[0]).task, "metrics": table_metrics(rows), "models": rows}
     if distribute.get(base.distribution).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
-        export.write_json(out_dir / f"{REPORT}.json", report)
+        files.write_json(out_dir / f"{REPORT}.json", report)
         files.write_text(out_dir / f"{REPORT}.md", markdown(report))
         plot(report, out_dir / f"{REPORT}.png")
         if verbose:

@@ -82,16 +82,13 @@ class Family:
         model.ensure_built()
         return model
 
-    def load(self, folder: Path, config: dict):
-        """Rebuilds the model from an export folder (see :mod:`training.export`)."""
+    def rebuild(self, folder: Path, config: dict):
+        """The model of an export folder: a closed-form baseline loaded from its file, a trainable model
+        built from its config (:func:`serving.loader.load` restores its weights)."""
         cls = self.cls()
         if not self.trainable:
             return cls.load(Path(folder) / "baseline.npz")
-        from training import export
-
-        model = cls.from_config(config)
-        export.restore_weights(model, Path(folder))
-        return model
+        return cls.from_config(config)
 
 
 FAMILIES: dict[str, Family] = {}

@@ -217,12 +217,12 @@ class FitResult:
 
 def warm_start_weights(model, folder: str | Path) -> None:
     """Initializes ``model`` from the exported weights of another run folder."""
-    from training import export
+    from serving import loader
 
-    source = Path(folder) / export.MODEL_DIR
+    source = Path(folder) / loader.MODEL_DIR
     if not (source / "model.json").exists():
         raise ConfigError(f"--warm_start {folder}: no exported model there (model/model.json)")
-    export.restore_weights(model, source)
+    loader.restore_weights(model, source)
 
 
 def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, policy: Optional[str] = None,

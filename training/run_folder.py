@@ -33,6 +33,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from data import files
 from data.errors import ConfigError
 from training.config import LOCATION_KEYS, RUN_LENGTH_KEYS, flatten, jsonable
 
@@ -153,9 +154,7 @@ class RunFolder:
                               f"aside") from None
 
     def write_manifest(self, manifest: dict) -> None:
-        from training import export
-
-        export.write_json(self.path / MANIFEST, manifest)
+        files.write_json(self.path / MANIFEST, manifest)
 
     def move_aside(self) -> Optional[Path]:
         """Moves the folder's run into a sibling ``<name>.replaced-<time>``; returns it (None: nothing there)."""
@@ -178,9 +177,7 @@ class RunFolder:
             return {}
 
     def write_results(self, results: dict) -> None:
-        from training import export
-
-        export.write_json(self.path / RESULTS, results)
+        files.write_json(self.path / RESULTS, results)
 
 
 def manifest_of(cfg, model_config: dict, info: dict, fingerprint: str, policy: str, workers: int,

@@ -19,10 +19,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from data import files
 from data.errors import ConfigError, TrainingError
 from data.prepare import DataConfig, prepare
 from data.prepare import titles as data_titles
-from training import distribute, export, families, fit, precision
+from serving import export, loader
+from training import distribute, families, fit, precision
 from training.config import LOCATION_KEYS, RUN_LENGTH_KEYS, OptimConfig, RunConfig, jsonable
 from training.run_folder import (_MISSING, RunFolder, differences, manifest_of, manifest_value,
                                  split_fingerprint)
@@ -239,7 +241,7 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
                "mean_epoch_validation_seconds": float(np.mean(val_s)) if val_s else None,
                "rows_per_second": result.data.rows_per_epoch / train_s}
     if dist.is_chief:
-        export.write_json(Path(cfg.export_dir) / "benchmark.json", summary)
+        files.write_json(Path(cfg.export_dir) / "benchmark.json", summary)
     _say(dist, cfg, f"benchmark: {train_s:.3f} s/epoch training ({summary['rows_per_second']:,.0f} rows/s), "
                     f"{summary['mean_epoch_validation_seconds'] or 0:.3f} s/epoch validation, {policy}"
                     f"{', xla' if cfg.train.xla else ''}")
@@ -364,7 +366,7 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) ->
             results["validation"] = summary["validation"]
     if "test" in modes:
         if model is None:
-            model, meta, _, _ = export.load(cfg.export_dir, families.FAMILIES)
+            model, meta, _, _ = loader.load(cfg.export_dir)
             if meta["family"] != cfg.model:
                 raise ConfigError(f"{cfg.export_dir} holds a '{meta['family']}' model, not '{cfg.model}'; "
                                   f"pass --model {meta['family']}")

@@ -15,8 +15,9 @@ import pandas as pd
 import tensorflow as tf
 
 from data.errors import ConfigError, DatasetError
-from training import export, families, metrics
-from training.predict import check_output, write_output
+from serving import loader
+from serving.loader import check_output, score_rows, write_output
+from training import metrics
 
 
 def check_top_k(k) -> int:
@@ -37,19 +38,12 @@ def _columns(item_ids: np.ndarray, wanted: Sequence) -> np.ndarray:
     return np.array([lookup[str(w)] for w in wanted], np.int64)
 
 
-def score_rows(model, inputs: tf.SparseTensor, rows=None) -> tf.Tensor:
-    """Scores [b, I] of any exported model (a trained model or a closed-form baseline).
-
-    Args:
-      inputs: SparseTensor [b, I] of the users' known items.
-      rows: int32 [b] training-row indices of the users, where known.
-    """
-    if hasattr(model, "predict_rows"):
-        return model.predict_rows(inputs, rows)
-    return tf.convert_to_tensor(model.score(inputs))
+def _open(export) -> loader.Exported:
+    """An :class:`~serving.loader.Exported` as given, or the export folder ``export`` loaded."""
+    return export if isinstance(export, loader.Exported) else loader.open_export(export)
 
 
-def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict]:
+def recommend(export_dir: str | Path | loader.Exported, items: Sequence, k: int = 10) -> list[dict]:
     """The top-k items for a user who has ``items``, excluding those items.
 
     Top-k models read the items as clicks; rating models as top ratings (the
@@ -57,7 +51,8 @@ def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict
     average user here: use :func:`recommend_users` for known users.
 
     Args:
-      export_dir: a run folder with an exported model.
+      export_dir: a run folder with an exported model, or one already loaded
+        (:func:`serving.loader.open_export`).
       items: original item ids (e.g. MovieLens movie ids).
       k: how many items.
 
@@ -70,34 +65,34 @@ def recommend(export_dir: str | Path, items: Sequence, k: int = 10) -> list[dict
     k = check_top_k(k)
     if not items:
         raise ConfigError("give at least one item id to recommend from")
-    model, meta, ids, titles = export.load(export_dir, families.FAMILIES)
+    exp = _open(export_dir)
     value = 1.0  # a click, for top-k models
-    if meta.get("task") == "rating":
-        if meta.get("major") == "items":
+    if exp.meta.get("task") == "rating":
+        if exp.rows_are_items:
             raise ConfigError("an item-based model's rows are items, not users: recommend from an item list needs "
                               "a user-based model (--major users), or use --recommend_users")
         # A rating model reads the listed items as loved: the highest training rating.
-        value = float(export.load_known(export_dir).get("rating_range", [0.0, 5.0])[1])
-    item_ids = ids["item_ids"]
+        value = float(exp.stats.get("rating_range", [0.0, 5.0])[1])
+    item_ids = exp.item_ids
     cols = np.unique(_columns(item_ids, items))
     rows = tf.SparseTensor(np.stack([np.zeros_like(cols), cols], 1), np.full(len(cols), value, np.float32),
                            [1, len(item_ids)])
-    scores = metrics.mask_seen(score_rows(model, rows), rows)
+    scores = metrics.mask_seen(score_rows(exp.model, rows), rows)
     top = tf.math.top_k(scores, k=min(k, len(item_ids) - len(cols)))
     out = []
     for col, score in zip(top.indices.numpy()[0], top.values.numpy()[0]):
         item = item_ids[col].item() if hasattr(item_ids[col], "item") else item_ids[col]
-        out.append({"item": item, "title": titles.get(str(item)), "score": float(score)})
+        out.append({"item": item, "title": exp.titles.get(str(item)), "score": float(score)})
     return out
 
 
-def print_recommendations(export_dir: str | Path, items: Sequence, k: int = 10) -> None:
-    """Prints :func:`recommend`'s list, one item a line."""
+def print_recommendations(export_dir: str | Path | loader.Exported, items: Sequence, k: int = 10) -> None:
+    """Prints :func:`recommend`'s list, one item a line (the export is loaded once)."""
     check_top_k(k)
-    _, _, ids, titles = export.load(export_dir, families.FAMILIES)
-    given = ", ".join(f"{i} ({titles.get(str(i), '?')})" for i in items)
+    exp = _open(export_dir)
+    given = ", ".join(f"{i} ({exp.titles.get(str(i), '?')})" for i in items)
     print(f"given: {given}")
-    write_recommendations(recommend(export_dir, items, k), "text")
+    write_recommendations(recommend(exp, items, k), "text")
 
 
 # --- recommendations for known users, by original id; text or CSV ------------------------------------
@@ -110,7 +105,7 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, np.take_along_axis(scores, cols, axis=1)
 
 
-def recommend_users(export_dir: str | Path, users: Sequence, k: int = 10, batch_size: int = 1000) -> list[dict]:
+def recommend_users(export_dir: str | Path | loader.Exported, users: Sequence, k: int = 10, batch_size: int = 1000) -> list[dict]:
     """The top-k items for known users, excluding every item they already have.
 
     Works for every exported model: top-k models score a user's known items
@@ -133,13 +128,11 @@ def recommend_users(export_dir: str | Path, users: Sequence, k: int = 10, batch_
     Raises:
       ConfigError: ``k`` < 1, no users, or ids the model does not know (listed).
     """
-    from training.predict import open_export, row_scores
-
     k = check_top_k(k)
     users = list(dict.fromkeys(str(u) for u in users))
     if not users:
         raise ConfigError("give at least one user id to recommend for")
-    exp = open_export(export_dir)
+    exp = _open(export_dir)
     index = exp.user_index(users)
     if (index < 0).any():
         missing = [u for u, i in zip(users, index) if i < 0]
@@ -149,13 +142,13 @@ def recommend_users(export_dir: str | Path, users: Sequence, k: int = 10, batch_
         # Every item row is run once; each user is a column of the output.
         n_rows = exp.known.shape[0]
         scores = np.empty((len(index), n_rows), np.float32)
-        for start, block in row_scores(exp, np.arange(n_rows), batch_size):
+        for start, block in loader.row_scores(exp, np.arange(n_rows), batch_size):
             scores[:, start:start + len(block)] = block[:, index].T
         seen = exp.known[:, index].T.tocoo()
         blocks = [(0, scores, seen)]
     else:
         def blocks_of():
-            for start, block in row_scores(exp, index, batch_size):
+            for start, block in loader.row_scores(exp, index, batch_size):
                 yield start, block, exp.known[index[start:start + len(block)]].tocoo()
         blocks = blocks_of()
     # A rating model's prediction for an item without training ratings is untrained noise: never recommend one.

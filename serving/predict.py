@@ -21,86 +21,22 @@ pairs file has a rating column.
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import tensorflow as tf
 
-from data import files
 from data.custom import CustomFormat, read_table
 from data.errors import ConfigError, DatasetError
-from training import export, families
+from serving.loader import Exported, check_output, lookup, open_export, row_scores, write_output
+
+__all__ = ["UNSEEN", "Predictions", "check_output", "check_pairs_file", "lookup", "model_predictions", "open_export",
+           "predict_file", "predict_pairs", "write_output"]
 
 UNSEEN = ("fallback", "model")
-
-
-# --- the output file of --predict / --recommend*: checked first, written atomically -------------------
-def _is_special(path: Path) -> bool:
-    """Whether ``path`` exists as a device, FIFO or socket (``/dev/stdout``): written in place."""
-    try:
-        return not (stat.S_ISREG(os.stat(path).st_mode) or stat.S_ISDIR(os.stat(path).st_mode))
-    except OSError:
-        return False
-
-
-def check_output(output: Optional[Union[str, Path]]) -> Optional[Path]:
-    """Refuses an ``--output`` that cannot be written, before any model work.
-
-    Args:
-      output: the file to write, or None (stdout).
-
-    Returns:
-      ``output`` as a Path (None stays None).
-
-    Raises:
-      ConfigError: an empty path, an existing folder, a path in a missing
-        folder or in one this process cannot write to, a read-only file.
-    """
-    if output is None:
-        return None
-    if str(output) == "":
-        raise ConfigError("--output is empty: give the path of a file to write, or leave it out for stdout")
-    path = Path(output).expanduser()
-    if _is_special(path):
-        return path
-    if path.is_dir():
-        raise ConfigError(f"--output {path} is a folder: give the path of a file to write")
-    parent = path.parent
-    if not parent.exists():
-        raise ConfigError(f"--output {path}: the folder {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise ConfigError(f"--output {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output {path}: the folder {parent} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"--output {path}: the file is read-only")
-    return path
-
-
-def write_output(output: Union[str, Path], write, mode: str = "w") -> Path:
-    """Calls ``write(file)`` on a temporary file beside ``output``, then renames it to ``output``.
-
-    A failure leaves no half file: the old ``output`` (if any) stays as it was.
-
-    Args:
-      output: the file (checked with :func:`check_output`).
-      write: writes the content to the open file it is given.
-      mode: ``"w"`` (UTF-8 text, ``\\n`` line ends) or ``"wb"``.
-
-    Raises:
-      ConfigError: the file cannot be written (permission denied, disk full...).
-    """
-    path = check_output(output)
-    try:
-        return files.atomic_write(path, write, mode=mode)
-    except OSError as e:
-        raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
 
 
 def check_pairs_file(pairs: Union[str, Path]) -> Path:
@@ -111,109 +47,6 @@ def check_pairs_file(pairs: Union[str, Path]) -> Path:
     if not path.is_file():
         raise DatasetError(f"--predict {path}: no such file; give a CSV, TSV or Parquet file of (user, item) pairs")
     return path
-
-
-def lookup(ids: np.ndarray, wanted: Sequence) -> np.ndarray:
-    """Positions of original ids ``wanted`` in ``ids``: int64 [n], -1 where unknown.
-
-    Integer ids are matched as integers, anything else by its text, so a
-    ``"50"`` read from a file finds item 50.
-    """
-    ids, wanted = np.asarray(ids), np.asarray(wanted)
-    if ids.dtype.kind in "iu":
-        numbers = pd.to_numeric(pd.Series(wanted, dtype=object), errors="coerce")
-        whole = numbers.notna().to_numpy() & (numbers.fillna(0.5) % 1 == 0).to_numpy()
-        out = np.full(len(wanted), -1, np.int64)
-        out[whole] = pd.Index(ids).get_indexer(numbers[whole].to_numpy(np.int64))
-        return out
-    return pd.Index(ids.astype(str)).get_indexer(wanted.astype(str)).astype(np.int64)
-
-
-@dataclasses.dataclass
-class Exported:
-    """An export folder loaded for predict and recommend.
-
-    Attributes:
-      model: the model (or closed-form baseline).
-      meta: ``model.json``.
-      known: float32 CSR [n_rows, n_cols] of each model row's known entries.
-      row_ids: [n_rows] original ids of the model's rows (users, or items
-        for an item-based export).
-      col_ids: [n_cols] original ids of its columns.
-      titles: original item id (str) -> title.
-      stats: ``item_mean`` (per item index), ``global_mean``, ``rating_range``
-        for rating exports; empty for top-k ones.
-    """
-
-    model: object
-    meta: dict
-    known: sp.csr_matrix
-    row_ids: np.ndarray
-    col_ids: np.ndarray
-    titles: dict
-    stats: dict
-
-    @property
-    def rows_are_items(self) -> bool:
-        return self.meta.get("major", "users") == "items"
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        """[n_items] original item ids in item-index order."""
-        return self.row_ids if self.rows_are_items else self.col_ids
-
-    def user_index(self, users: Sequence) -> np.ndarray:
-        """int64 [n] user index (row, or column of an item-based export), -1 if unknown."""
-        return lookup(self.col_ids if self.rows_are_items else self.row_ids, users)
-
-    def item_index(self, items: Sequence) -> np.ndarray:
-        """int64 [n] item index (column, or row of an item-based export), -1 if unknown."""
-        return lookup(self.item_ids, items)
-
-    def counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """(int64 [n_users] training ratings per user index, int64 [n_items] per item index)."""
-        rows = np.diff(self.known.indptr)
-        cols = np.bincount(self.known.indices, minlength=self.known.shape[1])
-        return (cols, rows) if self.rows_are_items else (rows, cols)
-
-    def cells(self, user: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(model row, model column) of user/item indices."""
-        return (item, user) if self.rows_are_items else (user, item)
-
-
-def open_export(export_dir: Union[str, Path]) -> Exported:
-    """Loads an export folder with what predict/recommend need (see :func:`training.export.save_known`).
-
-    Raises:
-      TrainingError: no export there, or one without ``known.npz``.
-    """
-    model, meta, ids, titles = export.load(export_dir, families.FAMILIES)
-    known = export.load_known(export_dir)
-    stats = {k: known[k] for k in ("item_mean", "global_mean", "rating_range") if k in known}
-    return Exported(model=model, meta=meta, known=known["matrix"].astype(np.float32), row_ids=known["row_ids"],
-                    col_ids=ids["item_ids"], titles=titles, stats=stats)
-
-
-def row_scores(exp: Exported, rows: np.ndarray, batch_size: int = 1000):
-    """Scores of every column for model rows, batch by batch.
-
-    Args:
-      exp: the export.
-      rows: int64 [n] model rows (sorted unique is cheapest).
-      batch_size: rows per forward pass.
-
-    Yields:
-      (start offset into ``rows``, float32 [b, n_cols] scores or predicted ratings).
-    """
-    from data import pipeline
-    from training.recommend import score_rows as forward
-
-    if not len(rows):
-        return
-    batches = pipeline.row_batches(exp.known[rows], batch_size)
-    for start, inputs in zip(range(0, len(rows), batch_size), batches):
-        index = tf.constant(rows[start:start + batch_size], tf.int32)
-        yield start, np.asarray(forward(exp.model, inputs, index))
 
 
 def model_predictions(exp: Exported, row: np.ndarray, col: np.ndarray, batch_size: int = 1000) -> np.ndarray:

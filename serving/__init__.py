@@ -1,0 +1,1 @@
+"""tfcf: serving (the export writer, its one loader, predict and recommend)."""
