@@ -158,7 +158,7 @@ def homework(args) -> None:
 
 # --- folds ------------------------------------------------------------------------------------
 def folds(args) -> None:
-    from mf import grid
+    from experiments import mf_grid as grid
     from training import fit as fitting
     from training import trainer
     from training.config import OptimConfig

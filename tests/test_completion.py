@@ -1,10 +1,10 @@
-"""mf/completion: the report's 'n m k' file format, its errors, training and the predictions file."""
+"""experiments/completion: the report's 'n m k' file format, its errors, training and the predictions file."""
 
 import numpy as np
 import pytest
 
 from data.errors import DatasetError
-from mf import completion
+from experiments import completion
 
 GOOD = """3 4 3
 0 1 5
@@ -115,8 +115,8 @@ def test_write_predictions_one_per_line_or_with_pairs(tmp_path):
 def test_cli_writes_predictions_and_reports_errors(tmp_path, capsys):
     path, _ = _low_rank_file(tmp_path)
     out = tmp_path / "answers.txt"
-    code = completion.main([str(path), str(out), "--rank", "4", "--lr", "3e-2", "--batch_size", "100",
-                            "--epochs", "2", "--with_pairs"])
+    code = completion.main([str(path), str(out), "--rank", "4", "--lr", "3e-2", "--batch_size_train",
+                            "100", "--number_of_epochs", "2", "--with_pairs"])
     assert code == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 100 and all(1 <= float(line.split()[2]) <= 5 for line in lines)
@@ -124,3 +124,18 @@ def test_cli_writes_predictions_and_reports_errors(tmp_path, capsys):
     bad = _write(tmp_path, "3 4 2\n0 1 5\n1 2 abc\n", "bad.txt")
     assert completion.main([str(bad), str(out)]) == 2
     assert capsys.readouterr().err == f"error: {bad}:3: the rating is not a finite number: '1 2 abc'\n"
+
+
+def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
+    path = _write(tmp_path, GOOD)
+    cases = [([str(path)], "error: expected INPUT OUTPUT (the 'n m k' file and the predictions file), got 1 "
+                            "argument"),
+             ([str(path), "out.txt", "--epochs", "2"], "error: Unknown command line flag 'epochs'"),
+             ([str(path), "out.txt", "--no_bias"], "error: Unknown command line flag 'no_bias'"),
+             ([str(path), "out.txt", "--rank", "0"], "error: flag --rank=0: 0 is not a positive integer"),
+             ([str(path), "out.txt", "--lr", "nan"], "error: flag --lr=nan: --lr must be a finite number > 0"),
+             ([str(path), "out.txt", "--val_fraction", "1"], "error: flag --val_fraction=1.0: --val_fraction must")]
+    for argv, message in cases:
+        assert completion.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, (argv, err)

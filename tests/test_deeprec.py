@@ -392,11 +392,11 @@ def test_main_writes_rmse_into_results_json(mirror, tmp_path):
     assert test["rmse"] == pytest.approx(np.sqrt(test["mse"]))
     assert results["train"]["epochs"] == 2
     # The inference command writes one `user item prediction` line per test pair of u1.test.
-    from deeprec import experiments
+    from experiments import deeprec_paper
 
     predictions = tmp_path / "pred.txt"
-    assert experiments.main(["predict", "--export_dir", str(out), "--out", str(predictions), "--data_mirror",
-                             str(mirror), "--data_dir", str(tmp_path / "cache")]) == 0
+    assert deeprec_paper.main(["predict", "--export_dir", str(out), "--out", str(predictions), "--data_mirror",
+                               str(mirror), "--data_dir", str(tmp_path / "cache")]) == 0
     lines = predictions.read_text().splitlines()
     assert len(lines) == 20000
     frame = np.loadtxt(predictions)
@@ -410,34 +410,66 @@ def test_main_writes_rmse_into_results_json(mirror, tmp_path):
     assert rmse == pytest.approx(test["rmse"], abs=1e-3)  # predictions are written with 4 decimals
 
 
-# --- the experiments module ---------------------------------------------------------
+# --- the DeepRec paper experiments (experiments/deeprec_paper.py) ---------------------------
 
 
 def test_experiment_run_records_a_divergence_instead_of_raising(mirror, tmp_path):
-    from deeprec import experiments
+    from experiments import deeprec_paper
 
-    setup = experiments.Setup(dataset="ml-100k", mirror=str(mirror), data_dir=str(tmp_path), epochs=2,
+    setup = deeprec_paper.Setup(dataset="ml-100k", mirror=str(mirror), data_dir=str(tmp_path), epochs=2,
                               optimizer="momentum", lr=0.1, verbose=False)
-    split = experiments.load_split(setup)
+    split = deeprec_paper.load_split(setup)
     assert (split.train.nnz, split.val.nnz, split.test.nnz) == (76000, 4000, 20000)  # 5% of u1.base validates
-    run = experiments.train(setup, split, "paper model, lr 0.1", {"aug_step": 1})  # the divergent setting above
+    run = deeprec_paper.train(setup, split, "paper model, lr 0.1", {"aug_step": 1})  # the divergent setting above
     assert run.diverged.startswith("the loss became") and run.epochs == [] and np.isnan(run.best[0])
     assert run.n_params == 2 * (1682 * 512 + 512 * 512 + 512 * 1024) + 512 + 512 + 1024 + 512 + 512 + 1682
 
 
 def test_tune_prints_the_main_py_command_of_the_chosen_entry():
-    from deeprec import experiments
+    from experiments import deeprec_paper
 
-    setup = experiments.Setup(major="items", optimizer="adam", lr_milestones=(25,))
+    setup = deeprec_paper.Setup(major="items", optimizer="adam", lr_milestones=(25,))
     entry = {"hidden": (500,), "activation": "sigmoid", "drop_prob": 0.0, "aug_step": 0, "weight_decay": 3.0,
              "batch_size": 64, "constrained": False}
-    assert experiments.main_command(setup, entry, 35) == (
+    assert deeprec_paper.main_command(setup, entry, 35) == (
         "python main.py --train --test --model deeprec --dataset ml-100k --major items --optimizer adam --lr 0.001 "
         "--weight_decay 3.0 --batch_size_train 64 --number_of_epochs 35 --seed 0 --lr_milestones 25 --lr_gamma 0.1 "
         "--hidden_layers 500 --activation sigmoid --drop_prob 0.0 --aug_step 0 --noconstrained "
         "--export_dir runs/ml-100k-deeprec-items")
-    assert experiments.markdown_table(["a", "b"], [["x", 0.12345], ["y", 3]]) == (
+    assert deeprec_paper.markdown_table(["a", "b"], [["x", 0.12345], ["y", 3]]) == (
         "| a | b |\n|---|---|\n| x | 0.1235 |\n| y | 3 |\n")
+
+
+def test_experiment_cli_mistakes_are_one_error_line(capsys):
+    from experiments import deeprec_paper
+
+    cases = [([], "error: expected one command, activation | dropout | depth | refeeding | tune | predict; got none"),
+             (["figure"], "error: expected one command, activation | dropout | depth | refeeding | tune | predict; "
+                          "got 'figure'"),
+             (["activation", "--epochs", "3"], "error: Unknown command line flag 'epochs'"),
+             (["activation", "--number_of_epochs", "0"], "error: flag --number_of_epochs=0: 0 is not a positive"),
+             (["tune", "--lr", "-1"], "error: flag --lr=-1.0: --lr must be a finite number > 0"),
+             (["dropout", "--lr_milestones", "a"], "error: flag --lr_milestones=['a']: --lr_milestones takes"),
+             (["depth", "--val_fraction", "0"], "error: flag --val_fraction=0.0: --val_fraction must be in (0, 1)"),
+             (["depth", "--part", "val"], "error: --part applies to predict only, not to depth; drop it"),
+             (["predict", "--out", "x.txt"], "error: predict needs --export_dir"),
+             (["predict", "--lr", "0.1"], "error: --lr does not apply to predict")]
+    for argv, message in cases:
+        assert deeprec_paper.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, (argv, err)
+
+
+def test_experiment_command_line_runs_through_absl():
+    """``python -m experiments.deeprec_paper``: --help lists main.py's flag names; a mistake is one line, status 2."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "experiments.deeprec_paper", *args], cwd=REPO,
+                                       env=env, capture_output=True, text=True, timeout=120)
+    shown = run("--help")  # absl's help exits with status 1
+    assert "--number_of_epochs" in shown.stdout and "--batch_size_train" in shown.stdout and not shown.stderr
+    done = run("refeeding", "--batch_size", "64")
+    assert done.returncode == 2 and done.stderr == ("error: Unknown command line flag 'batch_size'. Did you mean: "
+                                                    "batch_size_train, batch_size_validation ?\n")
 
 
 def test_columns_without_training_ratings_predict_the_training_mean(tmp_path):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from data.errors import ConfigError, DatasetError
 from data.types import RatingSplit
-from mf import grid
+from experiments import mf_grid as grid
 from mf.config import MFConfig, MultiTaskConfig
 from mf.losses import bpr_loss, squared_error_sum
 from mf.model import MatrixFactorization, MultiTaskNet
@@ -344,8 +344,26 @@ def test_grid_writes_one_row_per_configuration_and_resumes(tmp_path):
 def test_grid_refuses_a_csv_of_something_else(tmp_path):
     out = tmp_path / "other.csv"
     out.write_text("a,b\n1,2\n")
-    with pytest.raises(DatasetError, match="is not a grid CSV of mf.grid .missing columns dataset, rank"):
+    with pytest.raises(DatasetError,
+                       match="is not a grid CSV of experiments.mf_grid .missing columns dataset, rank"):
         grid.run_grid(_tiny_split(), grid.configurations([2], [50], [1e-2], [0.0]), out, epochs=1)
+
+
+def test_grid_cli_mistakes_are_one_error_line(tmp_path, capsys):
+    cases = [([], "error: --out is required"),
+             (["--out", "g.csv", "extra"], "error: unexpected arguments: extra"),
+             (["--out", "g.csv", "--ranks", "10"], "error: Unknown command line flag 'ranks'"),
+             (["--out", "g.csv", "--rank", "10,x"], "error: flag --rank=['10', 'x']: --rank takes whole numbers"),
+             (["--out", "g.csv", "--lr", "1e-3,0"], "error: flag --lr=['1e-3', '0']: --lr takes finite numbers > 0"),
+             (["--out", "g.csv", "--weight_decay", "-1"], "error: flag --weight_decay=['-1']: --weight_decay takes"),
+             (["--out", "g.csv", "--use_bias=maybe"], "error: flag --use_bias=maybe"),
+             (["--out", "g.csv", "--use_bias", "false"],
+              "error: unexpected arguments: false (every setting is a --flag; a boolean is --use_bias or --nouse_bias"),
+             (["--out", "g.csv", "--val_fraction", "0"], "error: flag --val_fraction=0.0: --val_fraction must be")]
+    for argv, message in cases:
+        assert grid.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, (argv, err)
 
 
 # --- real ML-100K through main.py ---------------------------------------------------------

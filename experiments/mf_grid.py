@@ -1,7 +1,11 @@
 """Hyper-parameter grid search for low-rank MF, one CSV row per configuration (seed 004).
 
-    python -m mf.grid --dataset ml-100k --ranks 10,25 --batch_sizes 1000 \\
-        --lrs 1e-3,3e-3 --weight_decays 0,1e-5 --out grid.csv
+    python -m experiments.mf_grid --dataset ml-100k --rank 10,25 --batch_size_train 1000 \\
+        --lr 1e-3,3e-3 --weight_decay 0,1e-5 --out grid.csv
+
+The flags are main.py's; the four searched ones (``--rank``,
+``--batch_size_train``, ``--lr``, ``--weight_decay``) take comma-separated
+lists, and the grid is their cross product.
 
 Every configuration trains through the engine (:func:`training.fit.fit` builds
 the model and pipelines, :class:`training.trainer.Trainer` trains with early
@@ -16,12 +20,9 @@ already in the CSV are skipped.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import math
-import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
@@ -29,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 import pandas as pd
 
 from data import files
-from data.errors import ConfigError, DatasetError, TfcfError
+from data.errors import ConfigError, DatasetError
 from data.types import RatingSplit
+from experiments import flags as cli_flags
 from mf.config import MFConfig
 
 if TYPE_CHECKING:
@@ -135,7 +137,7 @@ def read_rows(path: Path) -> list[dict]:
     frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise DatasetError(f"{path} is not a grid CSV of mf.grid (missing columns {', '.join(missing)}); "
+        raise DatasetError(f"{path} is not a grid CSV of experiments.mf_grid (missing columns {', '.join(missing)}); "
                            f"pass another --out or move the file away")
     rows = frame.to_dict("records")
     for row in rows:
@@ -207,69 +209,72 @@ def run_grid(split: RatingSplit, grid: Sequence[dict], out: Path, *, dataset: st
     return trained
 
 
-def _numbers(kind: type) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got '{text}'") from None
-        if not values:
-            raise argparse.ArgumentTypeError("expected at least one value")
-        return values
-    return parse
+def define_flags(fv) -> None:
+    """The flags of ``python -m experiments.mf_grid`` (main.py's names; the searched ones take lists)."""
+    from absl import flags
+
+    flags.DEFINE_string("dataset", "ml-100k", "Registry name or ratings file.", flag_values=fv)
+    flags.DEFINE_string("protocol", None, "fold (ml-100k default) or random.", flag_values=fv)
+    flags.DEFINE_string("fold", "u1", "--protocol fold: the ML-100K fold whose .base is searched on.",
+                        flag_values=fv)
+    flags.DEFINE_float("val_fraction", 0.1, "Validation share of the training ratings (the early stop).",
+                       flag_values=fv)
+    flags.DEFINE_list("rank", ["25"], "Ranks to search, comma-separated.", flag_values=fv)
+    flags.DEFINE_list("batch_size_train", ["1000"], "Training batch sizes to search, comma-separated.",
+                      flag_values=fv)
+    flags.DEFINE_list("lr", ["1e-3"], "Learning rates (Adam) to search, comma-separated.", flag_values=fv)
+    flags.DEFINE_list("weight_decay", ["1e-5"], "Decoupled weight decays to search, comma-separated.",
+                      flag_values=fv)
+    flags.DEFINE_bool("use_bias", True, "User/item biases and a global mean (--nouse_bias: plain dot product).",
+                      flag_values=fv)
+    flags.DEFINE_float("lam", MFConfig.lam, "L2 weight on each rating's factors and biases.", flag_values=fv)
+    flags.DEFINE_integer("number_of_epochs", 100, "Most epochs per configuration.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("patience", 5, "Early stop after this many epochs without improvement.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("batch_size_validation", 2000, "Rows per evaluation batch.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the data split, data order and weights.", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Download and cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf).",
+                        flag_values=fv)
+    flags.DEFINE_string("data_mirror", None, "Folder of already-extracted datasets (default $TFCF_DATA_MIRROR).",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "The CSV (resumed when it exists).", flag_values=fv)
+    for name in ("rank", "batch_size_train"):
+        cli_flags.validate(fv, name, cli_flags.positive_ints,
+                           f"--{name} takes whole numbers > 0 separated by commas, e.g. 10,25")
+    cli_flags.validate(fv, "lr", lambda v: cli_flags.numbers(float)(v) and all(float(x) > 0 for x in v),
+                       "--lr takes finite numbers > 0 separated by commas, e.g. 1e-3,3e-3")
+    cli_flags.validate(fv, "weight_decay", lambda v: cli_flags.numbers(float)(v) and all(float(x) >= 0 for x in v),
+                       "--weight_decay takes finite numbers >= 0 separated by commas, e.g. 0,1e-5")
+    cli_flags.validate(fv, "val_fraction", lambda v: 0 < v < 1,
+                       "--val_fraction must be in (0, 1) for the early stop")
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mf.grid", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="ml-100k", help="registry name or ratings file (default ml-100k)")
-    p.add_argument("--protocol", default=None, help="fold (ml-100k default) or random")
-    p.add_argument("--fold", default="u1", help="ML-100K fold whose .base is searched on (default u1)")
-    p.add_argument("--val_fraction", type=float, default=0.1, help="validation share of the training ratings")
-    p.add_argument("--ranks", type=_numbers(int), default=[25])
-    p.add_argument("--batch_sizes", type=_numbers(int), default=[1000])
-    p.add_argument("--lrs", type=_numbers(float), default=[1e-3])
-    p.add_argument("--weight_decays", type=_numbers(float), default=[1e-5])
-    p.add_argument("--use_bias", type=_bool, default=True, help="biases + global mean (default true)")
-    p.add_argument("--lam", type=float, default=MFConfig.lam,
-                   help=f"L2 weight on each rating's factors and biases (default {MFConfig.lam})")
-    p.add_argument("--epochs", type=int, default=100, help="most epochs per configuration")
-    p.add_argument("--patience", type=int, default=5, help="early stop after this many epochs without improvement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--data_mirror", default=None)
-    p.add_argument("--out", required=True, help="the CSV (resumed when it exists)")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def body(fv, args: list) -> int:
+    """Prepares the split once and runs the grid into ``--out``."""
     from data import prepare
 
-    args = parser().parse_args(argv)
-    try:
-        if not 0 < args.val_fraction < 1:
-            raise ConfigError(f"--val_fraction must be in (0, 1) for the early stop, got {args.val_fraction}")
-        protocol = args.protocol or prepare.default_protocol("rating", args.dataset)
-        data = prepare.DataConfig(dataset=args.dataset, data_dir=args.data_dir, mirror=args.data_mirror,
-                                  protocol=protocol, fold=args.fold, val_fraction=args.val_fraction)
-        split, _ = prepare.prepare(data, "rating", args.seed)
-        grid = configurations(args.ranks, args.batch_sizes, args.lrs, args.weight_decays)
-        run_grid(split, grid, Path(args.out), dataset=args.dataset, use_bias=args.use_bias, lam=args.lam,
-                 epochs=args.epochs, patience=args.patience, seed=args.seed)
-    except TfcfError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args:
+        raise ConfigError(f"unexpected arguments: {' '.join(args)} (every setting is a --flag; a boolean is "
+                          f"--use_bias or --nouse_bias)")
+    if not fv.out:
+        raise ConfigError("--out is required: the CSV to write (resumed when it exists)")
+    protocol = fv.protocol or prepare.default_protocol("rating", fv.dataset)
+    data = prepare.DataConfig(dataset=fv.dataset, data_dir=fv.data_dir, mirror=fv.data_mirror, protocol=protocol,
+                              fold=fv.fold, val_fraction=fv.val_fraction)
+    split, _ = prepare.prepare(data, "rating", fv.seed)
+    grid = configurations([int(v) for v in fv.rank], [int(v) for v in fv.batch_size_train],
+                          [float(v) for v in fv.lr], [float(v) for v in fv.weight_decay])
+    run_grid(split, grid, Path(fv.out), dataset=fv.dataset, use_bias=fv.use_bias, lam=fv.lam,
+             epochs=fv.number_of_epochs, patience=fv.patience, seed=fv.seed,
+             batch_size_validation=fv.batch_size_validation)
     return 0
 
 
+def main(argv: Sequence[str]) -> int:
+    """The command line in this process: ``argv`` without the program name; returns the exit status."""
+    return cli_flags.main(define_flags, body, argv, "python -m experiments.mf_grid")
+
+
 if __name__ == "__main__":
-    # The command line, like main.py, keeps TensorFlow's C++ INFO lines off the console.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())
+    cli_flags.cli(define_flags, body)

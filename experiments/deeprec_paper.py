@@ -1,11 +1,17 @@
 """The DeepRec paper's experiments on MovieLens, one command each, and the inference command.
 
-    python -m deeprec.experiments activation --dataset ml-100k --out DIR   # Fig. 2: training RMSE per mini-batch
-    python -m deeprec.experiments dropout    --dataset ml-100k --out DIR   # Fig. 4: evaluation RMSE per epoch
-    python -m deeprec.experiments depth      --dataset ml-100k --out DIR   # Table 2: 2..12 layers of 128
-    python -m deeprec.experiments refeeding  --dataset ml-100k --out DIR   # Fig. 5: re-feeding x lr 1e-3 / 5e-3
-    python -m deeprec.experiments tune       --dataset ml-100k --major items --out DIR
-    python -m deeprec.experiments predict --export_dir runs/ml-100k-deeprec --out predictions.txt
+    python -m experiments.deeprec_paper activation --dataset ml-100k --out DIR  # Fig. 2: training RMSE per batch
+    python -m experiments.deeprec_paper dropout    --dataset ml-100k --out DIR  # Fig. 4: evaluation RMSE per epoch
+    python -m experiments.deeprec_paper depth      --dataset ml-100k --out DIR  # Table 2: 2..12 layers of 128
+    python -m experiments.deeprec_paper refeeding  --dataset ml-100k --out DIR  # Fig. 5: re-feeding x lr 1e-3/5e-3
+    python -m experiments.deeprec_paper tune       --dataset ml-100k --major items --out DIR
+    python -m experiments.deeprec_paper predict --export_dir runs/ml-100k-deeprec --out predictions.txt
+
+The flags are main.py's where the meaning is the same (``--number_of_epochs``,
+``--batch_size_train``, ``--lr``, ``--optimizer``, ``--lr_milestones``...);
+the optimizer flags default to each command's settings (``DEFAULTS``). A
+mistake (an unknown command or flag, a bad value) is one ``error:`` line and
+exit status 2.
 
 Each experiment writes ``<experiment>_<dataset>.png`` (matplotlib, Agg),
 ``<experiment>_<dataset>.md`` (a markdown table) and ``<experiment>_<dataset>.json``
@@ -16,11 +22,7 @@ with ``--val_fraction`` of u1.base held out; other datasets a random split.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +31,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from data import files
-from data.errors import ConfigError, TfcfError
+from data.errors import ConfigError
+from experiments import flags as cli_flags
 
 # The paper's most promising model (Sec. 3.5): n, 512, 512, 1024, dp(0.8), 512, 512, n.
 BASELINE = {"hidden": (512, 512, 1024), "drop_prob": 0.8, "activation": "selu"}
@@ -40,7 +43,7 @@ class Setup:
     """What every experiment shares: data, optimizer, length, seed, output folder."""
 
     dataset: str = "ml-100k"
-    out: str = "experiments"
+    out: str = "runs/deeprec_paper"
     data_dir: Optional[str] = None
     mirror: Optional[str] = None
     major: str = "users"
@@ -402,26 +405,48 @@ def predict_command(export_dir: str, out: str, part: str = "test", batch_size: i
 
 
 # --- command line ---------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m deeprec.experiments", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=[*EXPERIMENTS, "tune", "predict"])
-    p.add_argument("--dataset", default="ml-100k", help="ml-100k (fold u1) or another rating dataset (random split)")
-    p.add_argument("--out", default=None, help="output folder (experiments) or file (predict)")
-    p.add_argument("--data_dir", default=None, help="download/cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf)")
-    p.add_argument("--data_mirror", default=None, help="folder of extracted datasets (default $TFCF_DATA_MIRROR)")
-    p.add_argument("--major", choices=["users", "items"], default="users", help="rows are users or items")
-    p.add_argument("--val_fraction", type=float, default=0.05, help="share of the training ratings to validate on")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the command's)")
-    p.add_argument("--optimizer", default=None, help="adam, momentum, sgd, adagrad or rmsprop (default: the command's)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the experiment's)")
-    p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--weight_decay", type=float, default=0.0)
-    p.add_argument("--lr_milestones", default=None, help="epochs at which the lr is multiplied by --lr_gamma")
-    p.add_argument("--lr_gamma", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export_dir", default=None, help="predict: the run folder of the model")
-    p.add_argument("--part", default="test", help="predict: test or val pairs")
-    return p
+COMMANDS = (*EXPERIMENTS, "tune", "predict")
+# Flags only one side uses: refused on the other (they would be silently ignored).
+PREDICT_ONLY = ("export_dir", "part", "batch_size_validation")
+EXPERIMENT_ONLY = ("dataset", "major", "val_fraction", "number_of_epochs", "optimizer", "lr", "batch_size_train",
+                   "weight_decay", "lr_milestones", "lr_gamma", "seed")
+
+
+def define_flags(fv) -> None:
+    """The flags of ``python -m experiments.deeprec_paper`` (main.py's names) on the FlagValues ``fv``."""
+    from absl import flags
+
+    flags.DEFINE_string("dataset", "ml-100k", "ml-100k (fold u1) or another rating dataset (random split).",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder (experiments; default runs/deeprec_paper) or file (predict).",
+                        flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Download and cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf).",
+                        flag_values=fv)
+    flags.DEFINE_string("data_mirror", None, "Folder of already-extracted datasets (default $TFCF_DATA_MIRROR).",
+                        flag_values=fv)
+    flags.DEFINE_enum("major", "users", ["users", "items"], "Rows are users (user-based) or items.", flag_values=fv)
+    flags.DEFINE_float("val_fraction", 0.05, "Share of the training ratings to validate on (0 < f < 1).",
+                       flag_values=fv)
+    flags.DEFINE_integer("number_of_epochs", None, "Epochs per run (default: the command's, 40).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_enum("optimizer", None, ["adam", "momentum", "sgd", "adagrad", "rmsprop"],
+                      "Optimizer (default: the command's; the paper's momentum SGD, Adam for dropout, depth, tune).",
+                      flag_values=fv)
+    flags.DEFINE_float("lr", None, "Learning rate (default: the command's, 1e-3).", flag_values=fv)
+    flags.DEFINE_integer("batch_size_train", 128, "Rows per training step.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.", flag_values=fv)
+    flags.DEFINE_list("lr_milestones", None, "Epochs at which the learning rate is multiplied by --lr_gamma "
+                      "(default: the command's; tune 25, the others none).", flag_values=fv)
+    flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor at each milestone.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the data split, data order and weights.", flag_values=fv)
+    flags.DEFINE_string("export_dir", None, "predict: the run folder of the model.", flag_values=fv)
+    flags.DEFINE_enum("part", "test", ["test", "val"], "predict: the split part whose pairs are predicted.",
+                      flag_values=fv)
+    flags.DEFINE_integer("batch_size_validation", 1000, "predict: rows per forward pass.", lower_bound=1,
+                         flag_values=fv)
+    cli_flags.validate_like_main(fv)
+    cli_flags.validate(fv, "val_fraction", lambda v: 0.0 < v < 1.0,
+                       "--val_fraction must be in (0, 1): the experiments select on a validation slice")
 
 
 # Per-command defaults of the optimizer flags. The paper trains with momentum
@@ -431,36 +456,41 @@ def _parser() -> argparse.ArgumentParser:
 # 40 epochs: those two train with Adam at 1e-3 instead. Tuning: Adam with one
 # tenfold lr drop.
 DEFAULTS = {
-    "activation": {"optimizer": "momentum", "lr": 1e-3, "epochs": 40, "lr_milestones": ""},
-    "dropout": {"optimizer": "adam", "lr": 1e-3, "epochs": 40, "lr_milestones": ""},
-    "depth": {"optimizer": "adam", "lr": 1e-3, "epochs": 40, "lr_milestones": ""},
-    "refeeding": {"optimizer": "momentum", "lr": 1e-3, "epochs": 40, "lr_milestones": ""},
-    "tune": {"optimizer": "adam", "lr": 1e-3, "epochs": 40, "lr_milestones": "25"},
+    "activation": {"optimizer": "momentum", "lr": 1e-3, "number_of_epochs": 40, "lr_milestones": []},
+    "dropout": {"optimizer": "adam", "lr": 1e-3, "number_of_epochs": 40, "lr_milestones": []},
+    "depth": {"optimizer": "adam", "lr": 1e-3, "number_of_epochs": 40, "lr_milestones": []},
+    "refeeding": {"optimizer": "momentum", "lr": 1e-3, "number_of_epochs": 40, "lr_milestones": []},
+    "tune": {"optimizer": "adam", "lr": 1e-3, "number_of_epochs": 40, "lr_milestones": ["25"]},
 }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "predict":
-            if not args.export_dir or not args.out:
-                raise ConfigError("predict needs --export_dir (a finished run) and --out (the file to write)")
-            predict_command(args.export_dir, args.out, args.part, args.batch_size, args.data_dir, args.data_mirror)
-            return 0
-        given = {k: getattr(args, k) for k in DEFAULTS[args.command] if getattr(args, k) is not None}
-        opts = {**DEFAULTS[args.command], **given}
-        setup = Setup(dataset=args.dataset, out=args.out or "experiments", data_dir=args.data_dir,
-                      mirror=args.data_mirror, major=args.major, val_fraction=args.val_fraction,
-                      epochs=opts["epochs"], optimizer=opts["optimizer"], lr=opts["lr"], batch_size=args.batch_size,
-                      weight_decay=args.weight_decay, seed=args.seed, lr_gamma=args.lr_gamma,
-                      lr_milestones=tuple(int(m) for m in str(opts["lr_milestones"]).split(",") if m.strip()))
-        (tune if args.command == "tune" else EXPERIMENTS[args.command])(setup)
-    except TfcfError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def body(fv, args: list) -> int:
+    """Runs the command ``args[0]`` with the parsed flags ``fv``."""
+    if len(args) != 1 or args[0] not in COMMANDS:
+        got = f"got '{' '.join(args)}'" if args else "got none"
+        raise ConfigError(f"expected one command, {' | '.join(COMMANDS)}; {got}")
+    command = args[0]
+    if command == "predict":
+        cli_flags.refuse(fv, EXPERIMENT_ONLY, "does not apply to predict (the run folder holds its settings)")
+        if not fv.export_dir or not fv.out:
+            raise ConfigError("predict needs --export_dir (a finished run) and --out (the file to write)")
+        predict_command(fv.export_dir, fv.out, fv.part, fv.batch_size_validation, fv.data_dir, fv.data_mirror)
+        return 0
+    cli_flags.refuse(fv, PREDICT_ONLY, f"applies to predict only, not to {command}")
+    opts = {k: (default if fv[k].value is None else fv[k].value) for k, default in DEFAULTS[command].items()}
+    setup = Setup(dataset=fv.dataset, out=fv.out or Setup.out, data_dir=fv.data_dir, mirror=fv.data_mirror,
+                  major=fv.major, val_fraction=fv.val_fraction, epochs=opts["number_of_epochs"],
+                  optimizer=opts["optimizer"], lr=opts["lr"], batch_size=fv.batch_size_train,
+                  weight_decay=fv.weight_decay, seed=fv.seed, lr_gamma=fv.lr_gamma,
+                  lr_milestones=tuple(int(m) for m in opts["lr_milestones"]))
+    (tune if command == "tune" else EXPERIMENTS[command])(setup)
     return 0
 
 
+def main(argv: Sequence[str]) -> int:
+    """The command line in this process: ``argv`` without the program name; returns the exit status."""
+    return cli_flags.main(define_flags, body, argv, "python -m experiments.deeprec_paper")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_flags.cli(define_flags, body)

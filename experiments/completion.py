@@ -12,7 +12,11 @@ separated by whitespace; blank lines are ignored. The output file has one
 predicted rating per test pair, in the input's order (``user item rating``
 lines with ``with_pairs``).
 
-    python -m mf.completion INPUT OUTPUT [--rank 25 --lr 1e-3 --weight_decay 1e-5 ...]
+    python -m experiments.completion INPUT OUTPUT [--rank 25 --lr 1e-3 --weight_decay 1e-5 ...]
+
+The flags are main.py's names (``--batch_size_train``, ``--number_of_epochs``,
+``--nouse_bias``...). A mistake in the file or the command line is one
+``error:`` line and exit status 2.
 
 Training is the report's recipe through the engine: MF of rank 25, MSE, Adam
 with weight decay, batch 1000, a shuffled 90/10 train/validation split of the
@@ -22,11 +26,9 @@ clipped to the range of the known ratings.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -34,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from data import files, protocols
-from data.errors import ConfigError, DatasetError, TfcfError
+from data.errors import ConfigError, DatasetError
 from data.types import Interactions, RatingSplit
+from experiments import flags as cli_flags
 from mf.config import MFConfig
 
 _FIELDS = 3
@@ -221,9 +224,9 @@ def complete(problem: CompletionProblem, *, rank: int = 25, use_bias: bool = Tru
 
     Returns:
       (float32 [q] predictions clipped to the known ratings' range,
-      :class:`mf.grid.FitResult`).
+      :class:`experiments.mf_grid.FitResult`).
     """
-    from mf import grid
+    from experiments import mf_grid
     from training.config import OptimConfig
 
     if problem.user.size == 0:
@@ -232,7 +235,7 @@ def complete(problem: CompletionProblem, *, rank: int = 25, use_bias: bool = Tru
         raise ConfigError(f"--val_fraction must be in [0, 1), got {val_fraction}")
     split = to_split(problem, val_fraction, seed)
     optim = OptimConfig(optimizer="adam", lr=lr, weight_decay=weight_decay, batch_size_train=batch_size)
-    fit = grid.fit_on_split(split, {"rank": rank, "use_bias": use_bias, "lam": lam}, optim, epochs=epochs,
+    fit = mf_grid.fit_on_split(split, {"rank": rank, "use_bias": use_bias, "lam": lam}, optim, epochs=epochs,
                             patience=patience if val_fraction else None, seed=seed, verbose=verbose)
     pred = predict(fit.model, problem.test_user, problem.test_item)
     return np.clip(pred, problem.rating.min(), problem.rating.max()), fit
@@ -253,47 +256,52 @@ def write_predictions(path: str | os.PathLike, predictions: np.ndarray, problem:
                                                     lineterminator="\n"), mode="w")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mf.completion",
-                                description="Train low-rank MF on an 'n m k' file and predict its test pairs.")
-    p.add_argument("input", help="'n m k', k lines 'user item rating', then test pairs 'user item'")
-    p.add_argument("output", help="predictions, one per test pair, in input order")
-    p.add_argument("--rank", type=int, default=25)
-    p.add_argument("--no_bias", action="store_true", help="the report's plain dot product (no biases or mean)")
-    p.add_argument("--lam", type=float, default=MFConfig.lam,
-                   help=f"L2 weight on each rating's factors and biases (default {MFConfig.lam})")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight_decay", type=float, default=1e-5)
-    p.add_argument("--batch_size", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--val_fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--one_based", action="store_true", help="ids in the file start at 1")
-    p.add_argument("--with_pairs", action="store_true", help="write 'user item rating' lines")
-    p.add_argument("--quiet", action="store_true")
-    return p
+def define_flags(fv) -> None:
+    """The flags of ``python -m experiments.completion`` (main.py's names where the meaning is the same)."""
+    from absl import flags
+
+    flags.DEFINE_integer("rank", 25, "Rank of the factorization.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("use_bias", True, "User/item biases and a global mean (--nouse_bias: the report's plain dot "
+                      "product).", flag_values=fv)
+    flags.DEFINE_float("lam", MFConfig.lam, "L2 weight on each rating's factors and biases.", flag_values=fv)
+    flags.DEFINE_float("lr", 1e-3, "Learning rate (Adam).", flag_values=fv)
+    flags.DEFINE_float("weight_decay", 1e-5, "Decoupled weight decay.", flag_values=fv)
+    flags.DEFINE_integer("batch_size_train", 1000, "Ratings per training step.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("number_of_epochs", 100, "Most epochs to train.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("patience", 5, "Early stop after this many epochs without a better validation RMSE.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("val_fraction", 0.1, "Share of the known ratings held out for the early stop (0: none).",
+                       flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the split, data order and weights.", flag_values=fv)
+    flags.DEFINE_bool("one_based", False, "Ids in the file start at 1.", flag_values=fv)
+    flags.DEFINE_bool("with_pairs", False, "Write 'user item rating' lines.", flag_values=fv)
+    flags.DEFINE_bool("quiet", False, "No epoch lines or summary.", flag_values=fv)
+    cli_flags.validate_like_main(fv)
+    cli_flags.validate(fv, "val_fraction", lambda v: 0 <= v < 1, "--val_fraction must be in [0, 1)")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        problem = read_problem(args.input, one_based=args.one_based)
-        pred, fit = complete(problem, rank=args.rank, use_bias=not args.no_bias, lam=args.lam, lr=args.lr,
-                             weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs,
-                             patience=args.patience, val_fraction=args.val_fraction, seed=args.seed,
-                             verbose=not args.quiet)
-        write_predictions(args.output, pred, problem if args.with_pairs else None, args.one_based)
-    except TfcfError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not args.quiet:
+def body(fv, args: list) -> int:
+    """Reads INPUT, trains, writes OUTPUT."""
+    if len(args) != 2:
+        raise ConfigError(f"expected INPUT OUTPUT (the 'n m k' file and the predictions file), got "
+                          f"{len(args)} argument{'' if len(args) == 1 else 's'}"
+                          f"{': ' + ' '.join(args) if args else ''}")
+    source, output = args
+    problem = read_problem(source, one_based=fv.one_based)
+    pred, fit = complete(problem, rank=fv.rank, use_bias=fv.use_bias, lam=fv.lam, lr=fv.lr,
+                         weight_decay=fv.weight_decay, batch_size=fv.batch_size_train, epochs=fv.number_of_epochs,
+                         patience=fv.patience, val_fraction=fv.val_fraction, seed=fv.seed, verbose=not fv.quiet)
+    write_predictions(output, pred, problem if fv.with_pairs else None, fv.one_based)
+    if not fv.quiet:
         print(f"best epoch {fit.best_epoch}: train RMSE {fit.train_rmse:.4f}, validation RMSE {fit.val_rmse:.4f}; "
-              f"wrote {len(pred)} predictions to {args.output}")
+              f"wrote {len(pred)} predictions to {output}")
     return 0
 
 
+def main(argv: Sequence[str]) -> int:
+    """The command line in this process: ``argv`` without the program name; returns the exit status."""
+    return cli_flags.main(define_flags, body, argv, "python -m experiments.completion")
+
+
 if __name__ == "__main__":
-    # The command line, like main.py, keeps TensorFlow's C++ INFO lines off the console.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())
+    cli_flags.cli(define_flags, body)
