@@ -95,7 +95,7 @@ def test_saved_model_serving_signature(trained):
     import tensorflow as tf
 
     run, _, _, _ = trained
-    served = tf.saved_model.load(str(run / "saved_model")).signatures["serving_default"]
+    served = tf.saved_model.load(str(run / "saved_model" / "1")).signatures["serving_default"]
     out = served(items=tf.constant([[1, 50, 181], [1, -1, -1]], tf.int64), k=tf.constant(10))
     ids = out["item_ids"].numpy()
     assert ids.shape == (2, 10) and not {1, 50, 181} & set(ids[0].tolist()) and 1 not in ids[1]

@@ -139,10 +139,7 @@ def _export(cfg: RunConfig, family: families.Family, model, split, titles: dict,
                 extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
                        "major": info.get("major", "users")})
     export.save_known(export_dir, split, info.get("major", "users"))
-    if family.task == "topk":
-        score = model if family.trainable else model.score
-        export.save_serving(lambda sp: score(sp), split.item_ids, export_dir,
-                            owner=model if family.trainable else None)
+    export.write_saved_model(model, family, split, export_dir, info.get("major", "users"))
 
 
 def _continue_command(cfg: RunConfig) -> str:
