@@ -6,6 +6,7 @@ and read what it recommends.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -86,6 +87,100 @@ def recommend(export_dir: str | Path | loader.Exported, items: Sequence, k: int 
     return out
 
 
+@dataclasses.dataclass
+class Batch:
+    """Recommendations for many users at once.
+
+    Attributes:
+      recs: one list per input (item list or user), in input order: dicts
+        ``{'item', 'title', 'score'}`` best first; empty for a skipped input.
+      skipped: inputs skipped entirely (an unknown user, or a list without any known item).
+      unknown: the unknown ids met (users, or items of the lists), each once, in order.
+    """
+
+    recs: list[list[dict]]
+    skipped: int
+    unknown: list[str]
+
+
+def recommend_lists(export_dir: str | Path | loader.Exported, item_lists: Sequence[Sequence], k: int = 10,
+                    batch_size: int = 1000) -> Batch:
+    """The top-k items for many new users, each given by the items they have (folded in, one export load).
+
+    Reads the items like :func:`recommend` (clicks, or top ratings for a
+    user-based rating model); ids the model does not know are left out of
+    their list and counted, a list with no known item is skipped, not an
+    error for the batch.
+
+    Args:
+      export_dir: a run folder, or an export already loaded (:func:`serving.loader.open_export`).
+      item_lists: one list of original item ids per new user.
+      k: items per user.
+      batch_size: lists per forward pass.
+
+    Raises:
+      ConfigError: ``k`` < 1, or an item-based rating model.
+    """
+    k = check_top_k(k)
+    exp = _open(export_dir)
+    value = 1.0
+    if exp.meta.get("task") == "rating":
+        if exp.rows_are_items:
+            raise ConfigError("an item-based model's rows are items, not users: recommend from an item list needs "
+                              "a user-based model (--major users), or use --recommend_users")
+        value = float(exp.stats.get("rating_range", [0.0, 5.0])[1])
+    item_ids, unknown = exp.item_ids, {}
+    cols = []
+    for items in item_lists:
+        index = exp.item_index([str(i) for i in items]) if len(items) else np.zeros(0, np.int64)
+        unknown.update((str(i), None) for i, c in zip(items, index) if c < 0)
+        cols.append(np.unique(index[index >= 0]))
+    recs: list[list[dict]] = [[] for _ in cols]
+    todo = [b for b, c in enumerate(cols) if len(c)]
+    for lo in range(0, len(todo), batch_size):
+        part = todo[lo:lo + batch_size]
+        rows = np.concatenate([np.full(len(cols[b]), j) for j, b in enumerate(part)])
+        flat = np.concatenate([cols[b] for b in part])
+        inputs = tf.SparseTensor(np.stack([rows, flat], 1).astype(np.int64), np.full(len(flat), value, np.float32),
+                                 [len(part), len(item_ids)])
+        scores = np.array(metrics.mask_seen(score_rows(exp.model, inputs), inputs), np.float32)
+        top, values = _top_k(scores, k)
+        for j, b in enumerate(part):
+            keep = np.isfinite(values[j])
+            recs[b] = [{"item": _plain(item_ids[c]), "title": exp.titles.get(str(_plain(item_ids[c]))),
+                        "score": float(v)} for c, v in zip(top[j][keep], values[j][keep])]
+    return Batch(recs=recs, skipped=len(cols) - len(todo), unknown=list(unknown))
+
+
+def recommend_many_users(export_dir: str | Path | loader.Exported, users: Sequence, k: int = 10,
+                         batch_size: int = 1000) -> Batch:
+    """The top-k items for many known users (like :func:`recommend_users`), the export loaded once.
+
+    Unknown user ids are skipped and counted (an empty list for each), not an
+    error for the batch; repeats get the same list.
+
+    Raises:
+      ConfigError: ``k`` < 1.
+    """
+    k = check_top_k(k)
+    exp = _open(export_dir)
+    given = [str(u) for u in users]
+    distinct = list(dict.fromkeys(given))
+    index = exp.user_index(distinct)
+    known = [u for u, i in zip(distinct, index) if i >= 0]
+    by_user: dict[str, list[dict]] = {u: [] for u in known}
+    for rec in _known_users(exp, known, index[index >= 0], k, batch_size):
+        by_user[rec["user"]].append({key: rec[key] for key in ("item", "title", "score")})
+    unknown = [u for u, i in zip(distinct, index) if i < 0]
+    return Batch(recs=[list(by_user.get(u, [])) for u in given], skipped=sum(u not in by_user for u in given),
+                 unknown=unknown)
+
+
+def _plain(value):
+    """A numpy scalar as a Python value."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def print_recommendations(export_dir: str | Path | loader.Exported, items: Sequence, k: int = 10) -> None:
     """Prints :func:`recommend`'s list, one item a line (the export is loaded once)."""
     check_top_k(k)
@@ -138,6 +233,13 @@ def recommend_users(export_dir: str | Path | loader.Exported, users: Sequence, k
         missing = [u for u, i in zip(users, index) if i < 0]
         raise ConfigError(f"user ids not known to the model: {', '.join(missing[:10])}"
                           f"{' ...' if len(missing) > 10 else ''} (ids are the dataset's original user ids)")
+    return _known_users(exp, users, index, k, batch_size)
+
+
+def _known_users(exp: loader.Exported, users: list[str], index: np.ndarray, k: int, batch_size: int) -> list[dict]:
+    """:func:`recommend_users`'s dicts for known users (``index``: their user indices)."""
+    if not len(index):
+        return []
     if exp.rows_are_items:
         # Every item row is run once; each user is a column of the output.
         n_rows = exp.known.shape[0]

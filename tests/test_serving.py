@@ -94,3 +94,35 @@ def test_saved_models_in_a_fresh_process_match_predict_and_recommend(runs):
         assert got["item_ids"][4] == [-1] * 5 and all(s == -np.inf for s in got["scores"][4])
     want = [r["item"] for r in recommend.recommend(runs["popularity"], [1, 50, 181], k=5)]
     assert served["popularity"]["item_ids"][0] == want
+
+
+def test_batch_of_item_lists_skips_and_counts_unknown_ids(runs):
+    for name in ("popularity", "mf"):
+        exp = loader.open_export(runs[name])
+        batch = recommend.recommend_lists(exp, [[1, 50, 181], [1, "nope"], ["nope", "gone"], []], k=5)
+        assert batch.skipped == 2 and batch.unknown == ["nope", "gone"]
+        assert batch.recs[2] == [] and batch.recs[3] == []
+        for got, items in ((batch.recs[0], [1, 50, 181]), (batch.recs[1], [1])):
+            want = recommend.recommend(exp, items, k=5)
+            np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], rtol=1e-5)
+            assert not set(items) & {r["item"] for r in got}
+            if name == "mf":  # no ties
+                assert [r["item"] for r in got] == [r["item"] for r in want]
+
+
+def test_batch_of_known_users_skips_and_counts_unknown_users(runs):
+    exp = loader.open_export(runs["deeprec_items"])
+    batch = recommend.recommend_many_users(exp, [1, 99999, "2", 1], k=4)
+    assert batch.skipped == 1 and batch.unknown == ["99999"] and batch.recs[1] == []
+    want = recommend.recommend_users(exp, [1, 2], k=4)
+    assert [r["item"] for r in batch.recs[0]] == [r["item"] for r in want if r["user"] == "1"] == \
+        [r["item"] for r in batch.recs[3]]
+    assert [r["item"] for r in batch.recs[2]] == [r["item"] for r in want if r["user"] == "2"]
+
+
+def test_print_recommendations_loads_the_export_once(runs, monkeypatch, capsys):
+    calls = []
+    real = loader.open_export
+    monkeypatch.setattr(loader, "open_export", lambda path: calls.append(path) or real(path))
+    recommend.print_recommendations(runs["popularity"], [1, 50], k=3)
+    assert len(calls) == 1 and capsys.readouterr().out.startswith("given: 1 (")
