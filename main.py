@@ -14,116 +14,17 @@ second run of the same command resumes from its latest checkpoint.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
 from absl import app, flags, logging
 
-FLAGS = flags.FLAGS
+import cli  # defines the flags, one module per --help group (cli/*.py)
+from cli import tf_logs
 
-# --- modes (names as in the thesis) ---
-flags.DEFINE_bool("train", False, "Train the model (resumes from the latest checkpoint in --export_dir).")
-flags.DEFINE_bool("test", False, "Report test metrics; without --train, of the model exported in --export_dir.")
-flags.DEFINE_bool("benchmark", False, "Time training and validation epochs after --warm_up_epochs; writes benchmark.json.")
-flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids): print the top --top_k items "
-                    "recommended for a user who has them, from the model in --export_dir.")
-flags.DEFINE_integer("top_k", 10, "How many items --recommend prints.", lower_bound=1)
-flags.DEFINE_list("recommend_users", None, "Comma-separated user ids (original ids): the top --top_k items for each, "
-                  "without the items they already have, from the model in --export_dir.")
-flags.DEFINE_string("recommend_users_file", None, "Like --recommend_users, from a file of user ids (one a line, or "
-                    "the user column of a CSV).")
-flags.DEFINE_enum("format", "text", ["text", "csv"], "Recommendations as text or as CSV user,rank,item,title,score.")
-flags.DEFINE_string("predict", None, "A file of (user, item) pairs in original ids (CSV/TSV/Parquet, header "
-                    "optional; read with --user_col/--item_col/--sep): write user,item,prediction from the rating "
-                    "model in --export_dir.")
-flags.DEFINE_enum("unseen", "fallback", ["fallback", "model"], "--predict: a pair whose user or item has no "
-                  "training rating gets the item's mean rating, else the global mean (fallback), or the model's "
-                  "output as --test scores it (model).")
-flags.DEFINE_bool("clip_predictions", False, "--predict: clip predictions to the training rating range.")
-flags.DEFINE_string("output", None, "--predict/--recommend*: the file to write (default stdout).")
-flags.DEFINE_list("compare", None, "Train and test these models on one dataset, protocol and seed, e.g. "
-                  "popularity,ease,vae,dae or mf,deeprec,multitask; writes compare.md/.json/.png into --export_dir "
-                  "(default runs/<dataset>-compare-topk or -rating); models with test results there are not "
-                  "retrained.")
-# --- model ---
-flags.DEFINE_string("model", "vae", "Model: vae, dae, ease, popularity (top-k); deeprec, mf, multitask (ratings).")
-flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
-flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
-flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
-flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
-flags.DEFINE_float("lam", None, "L2 regularization weight on the weight matrices (Mult-VAE default 0, Mult-DAE 0.001; also mf and deeprec).")
-flags.DEFINE_list("hidden_layers", None, "Hidden layer widths, e.g. 600 for Mult-VAE [I-600-200-600-I].")
-flags.DEFINE_integer("latent_dim", None, "Latent code width (Mult-VAE 200).")
-flags.DEFINE_float("dropout", None, "Input dropout rate (Mult-VAE 0.5).")
-flags.DEFINE_float("ease_lambda", None, "EASE: L2 regularization lambda (default 500).")
-# DeepRec
-flags.DEFINE_string("activation", None, "DeepRec: selu, elu, relu, relu6, lrelu, sigmoid, tanh or swish.")
-flags.DEFINE_float("drop_prob", None, "DeepRec: dropout rate on the code layer.")
-flags.DEFINE_float("noise_prob", None, "DeepRec: dropout rate on the input.")
-flags.DEFINE_bool("constrained", None, "DeepRec: tied decoder (transposed encoder weights).")
-flags.DEFINE_bool("last_layer_activations", None, "DeepRec: apply the activation on the output layer too.")
-flags.DEFINE_integer("aug_step", None, "DeepRec: dense re-feeding steps per batch (0: off).")
-flags.DEFINE_enum("major", "users", ["users", "items"], "DeepRec: rows are users (user-based) or items.")
-flags.DEFINE_list("lr_milestones", None, "Epochs at which the learning rate is multiplied by --lr_gamma.")
-flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor at each milestone.")
-# matrix factorization
-flags.DEFINE_integer("rank", None, "mf: rank of the factorization (25).")
-flags.DEFINE_bool("use_bias", None, "mf: user/item biases and a global mean.")
-flags.DEFINE_integer("embedding_dim", None, "multitask: embedding size (32).")
-flags.DEFINE_list("layer_sizes", None, "multitask: rating MLP widths (96,64).")
-flags.DEFINE_float("factorization_weight", None, "multitask: weight of the BPR loss (0.99).")
-flags.DEFINE_float("regression_weight", None, "multitask: weight of the rating MSE (0.01).")
-flags.DEFINE_bool("no_shared_embeddings", False, "multitask: separate embeddings for the two tasks.")
-flags.DEFINE_enum("bpr_form", None, ["homework", "log"], "multitask: mean(1 - sigmoid(d)) or -log sigmoid(d).")
-flags.DEFINE_string("logdir", None, "TensorBoard folder (default <export_dir>/logs).")
-# --- optimization ---
-flags.DEFINE_float("lr", 1e-3, "Learning rate.")
-flags.DEFINE_string("optimizer", "adam", "adam, momentum, sgd, adagrad or rmsprop.")
-flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
-flags.DEFINE_integer("number_of_epochs", 200, "Epochs to train.", lower_bound=1)
-flags.DEFINE_integer("batch_size_train", 100, lower_bound=1, help="Users per training step (per worker with several GPUs); 100 chosen by "
-                     "ML-100K validation NDCG@100 (0.4350 vs 0.4330 for 500); raise it for ML-20M-sized data.")
-flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.", lower_bound=1)
-flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).", lower_bound=1)
-flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.", lower_bound=1)
-flags.DEFINE_integer("warm_up_epochs", 1, "Benchmark: epochs left out of the timing.", lower_bound=0)
-flags.DEFINE_integer("benchmark_epochs", 3, "Benchmark: epochs timed after the warm-up.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
-# --- data ---
-flags.DEFINE_string("dataset", "ml-100k", "Dataset name (ml-100k, ml-1m, ml-20m, ml-latest-small, netflix, "
-                    "lastfm-2k, lastfm-360k, pinterest-20, ml-10m).")
-flags.DEFINE_string("data_dir", None, "Download and cache folder (default $TFCF_DATA_DIR or ~/.cache/tfcf).")
-flags.DEFINE_string("data_mirror", None, "Folder of already-extracted datasets (default $TFCF_DATA_MIRROR).")
-flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), fold, random, time (rating models).")
-flags.DEFINE_float("threshold", None, "Binarize ratings >= threshold (default: the dataset's, 4 for MovieLens).")
-flags.DEFINE_float("heldout_users", 0.1, "Validation and test users each: a fraction (<1) or a count.")
-flags.DEFINE_integer("min_uc", 5, "Keep users with at least this many positives.")
-flags.DEFINE_string("fold", "u1", "--protocol fold: ML-100K's official fold u1..u5, ua or ub.")
-flags.DEFINE_float("test_fraction", 0.05, "--protocol random: fraction of the ratings held out for testing.")
-flags.DEFINE_float("val_fraction", 0.0, "--protocol random/fold: fraction of the training ratings moved to a "
-                   "validation slice (best checkpoint, early stopping).")
-flags.DEFINE_string("time_window", "3m", "--protocol time: full, 3m, 6m, 1y (DeepRec's Netflix windows) or dates "
-                    "TRAIN_START..TRAIN_END,TEST_START..TEST_END for your own data.")
-# --- your own file (--dataset path/to/file.csv|.tsv|.dat|.parquet) ---
-flags.DEFINE_string("user_col", None, "The user column: a header name or a field number from 1 (default: detected).")
-flags.DEFINE_string("item_col", None, "The item column (default: detected).")
-flags.DEFINE_string("rating_col", None, "The rating column; 'none': implicit data, every row a positive "
-                    "(default: detected; implicit when there is none).")
-flags.DEFINE_string("time_col", None, "The time column (unix seconds or dates); 'none': ignore (default: detected).")
-flags.DEFINE_string("sep", None, "Field separator: ',', tab, '::', ';', '|' or space (default: detected).")
-# --- run ---
-flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, logs, results.json "
-                    "(default runs/<dataset>-<model>).")
-flags.DEFINE_bool("fresh", False, "Start over instead of resuming: the run in --export_dir is moved aside to "
-                  "<export_dir>.replaced-<time>, never deleted.")
-flags.DEFINE_string("warm_start", None, "A finished run folder of the same model and split whose exported weights "
-                    "start this run (e.g. to continue a diverged run at a lower --lr in a new --export_dir).")
-flags.DEFINE_integer("gpu_number", None, "Which GPU to use (sets CUDA_VISIBLE_DEVICES).")
-flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU; N > 1 re-launches this command "
-                     "as N Horovod workers on this host (CPU workers where there is no GPU).")
+tf_logs.default_level()  # before TensorFlow is imported
+
+FLAGS = flags.FLAGS
 
 
 # Flag -> the RunConfig key it sets (dotted; see training.config.flatten). A run-reading mode
@@ -158,24 +59,6 @@ TRAINING_FLAGS = ("lr", "optimizer", "weight_decay", "batch_size_train", "lr_mil
 # Flags of one preparation protocol.
 PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window": ("time",),
                   "heldout_users": ("heldout",), "min_uc": ("heldout",), "val_fraction": ("random", "fold")}
-
-
-def _fraction(value) -> bool:
-    return value is None or 0.0 <= value < 1.0
-
-
-def _positive_ints(values) -> bool:
-    return values is None or all(v.strip().isdigit() and int(v) > 0 for v in values)
-
-
-for _name in ("dropout", "drop_prob", "noise_prob"):
-    flags.register_validator(_name, _fraction, message=f"--{_name} must be in [0, 1)")
-for _name in ("hidden_layers", "layer_sizes", "lr_milestones"):
-    flags.register_validator(_name, _positive_ints, message=f"--{_name} takes whole numbers > 0 separated by commas, "
-                                                            f"e.g. 600,200")
-flags.register_validator("lr", lambda v: math.isfinite(v) and v > 0, message="--lr must be a finite number > 0")
-flags.register_validator("heldout_users", lambda v: math.isfinite(v) and v > 0,
-                         message="--heldout_users must be a fraction in (0, 1) or a count >= 1")
 
 
 def _check_applicable(models: list[str]) -> None:
@@ -322,10 +205,13 @@ def _export_tools() -> None:
 
 def main(argv) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])} (every setting is a --flag; a boolean is --flag "
+              f"or --noflag; --help lists them)", file=sys.stderr)
+        return 2
     if FLAGS.number_of_gpus > 1 and not _reads_an_export() and "HOROVOD_RANK" not in os.environ:
         return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
+    tf_logs.import_tensorflow(show=FLAGS.tf_logs)  # after CUDA_VISIBLE_DEVICES is set
     # TensorFlow's savers log every checkpoint at INFO through absl: keep the console to our own lines.
     logging.set_verbosity(logging.WARNING)
     from data.errors import TfcfError
@@ -366,6 +252,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """Console-script entry point."""
+    from cli import help as grouped_help
+
+    grouped_help.install("usage: python main.py [flags]\n" + __doc__.split("\n", 1)[1], cli.GROUPS)
     app.run(main, flags_parser=_parse_flags)
 
 

@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="TensorFlow 2 toolkit for collaborative filtering: Mult-VAE, DeepRec, matrix factorization",
     python_requires=">=3.10,<3.13",
-    packages=["data", "training", "vae", "deeprec", "mf", "baselines", "serving", "experiments"],
+    packages=["data", "training", "vae", "deeprec", "mf", "baselines", "serving", "experiments", "cli"],
     py_modules=["main"],
     install_requires=[
         # 2.18.1 is the last TensorFlow that Horovod 0.28.1 builds against unpatched.

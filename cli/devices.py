@@ -1,0 +1,11 @@
+"""Precision, devices and distribution"""
+
+from absl import flags
+
+flags.DEFINE_bool("use_tf_amp", False, "Mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU.")
+flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
+flags.DEFINE_integer("number_of_gpus", 1, "GPUs to train on; 0 forces the CPU; N > 1 re-launches this command "
+                     "as N Horovod workers on this host (CPU workers where there is no GPU).")
+flags.DEFINE_integer("gpu_number", None, "Which GPU to use: sets CUDA_VISIBLE_DEVICES (default: all visible).")
+flags.DEFINE_bool("tf_logs", False, "Show TensorFlow's C++ start-up log lines (CUDA plugin registration, cuInit on "
+                  "CPU machines), hidden by default; also TFCF_TF_LOGS=1.")

@@ -1,0 +1,32 @@
+"""Modes and run
+
+Modes run in the order train, test, benchmark (any subset); --compare, --recommend* and --predict run alone.
+"""
+
+from absl import flags
+
+flags.DEFINE_bool("train", False, "Train the model (resumes from the latest checkpoint in --export_dir).")
+flags.DEFINE_bool("test", False, "Report test metrics; without --train, of the model exported in --export_dir.")
+flags.DEFINE_bool("benchmark", False, "Time training and validation epochs after --warm_up_epochs; writes "
+                  "benchmark.json.")
+flags.DEFINE_list("compare", None, "Train and test these models on one dataset, protocol and seed, e.g. "
+                  "popularity,ease,vae,dae or mf,deeprec,multitask; writes compare.md/.json/.png into --export_dir "
+                  "(runs/<dataset>-compare-topk or -rating if not given); models with test results there are not "
+                  "retrained.")
+flags.DEFINE_string("recommend", None, "Comma-separated item ids (original ids): print the top --top_k items "
+                    "recommended for a user who has them, from the model in --export_dir.")
+flags.DEFINE_list("recommend_users", None, "Comma-separated user ids (original ids): the top --top_k items for each, "
+                  "without the items they already have, from the model in --export_dir.")
+flags.DEFINE_string("recommend_users_file", None, "Like --recommend_users, from a file of user ids (one a line, or "
+                    "the user column of a CSV).")
+flags.DEFINE_string("predict", None, "A file of (user, item) pairs in original ids (CSV/TSV/Parquet, header "
+                    "optional; read with --user_col/--item_col/--sep): write user,item,prediction from the rating "
+                    "model in --export_dir.")
+flags.DEFINE_string("export_dir", None, "Run folder: checkpoints, best model, logs, results.json "
+                    "(default: runs/<dataset>-<model>).")
+flags.DEFINE_bool("fresh", False, "Start over instead of resuming: the run in --export_dir is moved aside to "
+                  "<export_dir>.replaced-<time>, never deleted.")
+flags.DEFINE_string("warm_start", None, "A finished run folder of the same model and split whose exported weights "
+                    "start this run (e.g. to continue a diverged run at a lower --lr in a new --export_dir).")
+flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
+flags.DEFINE_string("logdir", None, "TensorBoard folder (default: <export_dir>/logs).")

@@ -1,0 +1,105 @@
+"""TensorFlow's C++ start-up noise, kept off the console unless asked for (``--tf_logs`` or ``TFCF_TF_LOGS=1``).
+
+On a machine without a GPU, TensorFlow 2.18 prints at start-up, whatever the
+command::
+
+    E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:477] Unable to register cuFFT factory: ...
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    E0000 00:00:1796166504.670958   28062 cuda_dnn.cc:8310] Unable to register cuDNN factory: ...
+    E0000 00:00:1796166504.679103   28062 cuda_blas.cc:1418] Unable to register cuBLAS factory: ...
+    E external/local_xla/xla/stream_executor/cuda/cuda_driver.cc:152] failed call to cuInit: ... (303)
+
+``TF_CPP_MIN_LOG_LEVEL`` (2 here unless you set it) hides TensorFlow's INFO and
+WARNING lines. Level 3 would hide the first and last line above, but also every
+real TensorFlow error of the run; and the ``E0000`` lines come from absl's C++
+``LOG``, which ignores that variable: absl's minimum level has no environment
+variable (GLOG_minloglevel and the like are not read) and is settable only from
+C++. So :func:`import_tensorflow` imports TensorFlow and lists its devices
+(where cuInit runs) with file descriptor 2 pointed at a temporary file, then
+writes back to stderr every line but those of :data:`NOISE`: a Python warning,
+a traceback or any other line still reaches the console, and our own
+``error:`` lines are printed later, on the real stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+ENV = "TFCF_TF_LOGS"
+LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+
+# The duplicate CUDA plugin registrations of the pip wheel, and absl's notice that precedes them.
+NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|All log messages before absl::InitializeLog\(\)")
+# cuInit fails on every machine without an NVIDIA driver, and where the GPUs are hidden (--number_of_gpus 0):
+# noise there; on a GPU machine it is a real problem and stays.
+CUINIT = re.compile(r"failed call to cuInit")
+
+_level_is_ours = False
+
+
+def requested() -> bool:
+    """Whether ``$TFCF_TF_LOGS`` asks for TensorFlow's logs (anything but empty, 0, false, no)."""
+    return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def default_level() -> None:
+    """Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (TensorFlow's INFO and WARNING lines off) unless it is set or logs are asked for.
+
+    Call before TensorFlow is imported.
+    """
+    global _level_is_ours
+    if LEVEL not in os.environ and not requested():
+        os.environ[LEVEL] = "2"
+        _level_is_ours = True
+
+
+def _no_gpu() -> bool:
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    return hidden or not os.path.exists("/proc/driver/nvidia/version")
+
+
+def is_noise(line: str, no_gpu: bool = True) -> bool:
+    """Whether a captured start-up line is known noise (see the module doc)."""
+    return bool(NOISE.search(line) or (no_gpu and CUINIT.search(line)))
+
+
+def import_tensorflow(show: bool = False) -> None:
+    """Imports TensorFlow and lists its devices, without the start-up noise unless ``show``.
+
+    With ``show`` (``--tf_logs``), TensorFlow logs as it would by itself: at
+    ``$TF_CPP_MIN_LOG_LEVEL`` if you set it, else everything. Does nothing
+    (beyond that) when TensorFlow is already imported.
+    """
+    if show or requested():
+        if _level_is_ours and "tensorflow" not in sys.modules:
+            os.environ.pop(LEVEL, None)
+        return
+    if "tensorflow" in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        import tensorflow  # noqa: F401
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            no_gpu = _no_gpu()
+            kept = "".join(line for line in text.splitlines(keepends=True) if not is_noise(line, no_gpu))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()

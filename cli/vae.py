@@ -1,0 +1,12 @@
+"""Mult-VAE and Mult-DAE (--model vae, dae)"""
+
+from absl import flags
+
+from cli.model import fraction
+
+flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
+flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
+flags.DEFINE_integer("latent_dim", None, "Latent code width; Mult-DAE's only hidden layer (default: 200).")
+flags.DEFINE_float("dropout", None, "Input dropout rate (default: 0.5).")
+
+flags.register_validator("dropout", fraction, message="--dropout must be in [0, 1)")
