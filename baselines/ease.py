@@ -8,6 +8,7 @@ B_jj = 0, and a user's scores are x_u B.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import scipy.linalg
@@ -16,6 +17,9 @@ import tensorflow as tf
 from baselines.popularity import (PathLike, as_train_matrix, check_inputs, load_npz,
                                   require_fitted, save_npz, to_device)
 from data.errors import ConfigError
+
+# From this many items the solve takes seconds (O(n_items³)): fit says so, and how long it took.
+PROGRESS_ITEMS = 4000
 
 
 def _check_lam(lam) -> float:
@@ -51,11 +55,13 @@ class EASE:
     def n_items(self):
         return None if self.B is None else int(self.B.shape[0])
 
-    def fit(self, train) -> "EASE":
+    def fit(self, train, verbose: bool = True) -> "EASE":
         """Solves for B in closed form (float64 on the CPU).
 
         Args:
           train: scipy sparse [n_users, n_items], usually binary clicks.
+          verbose: from :data:`PROGRESS_ITEMS` items on, print a line before
+            the solve and one with its time after.
 
         Returns:
           self.
@@ -65,6 +71,11 @@ class EASE:
         """
         matrix = as_train_matrix(train, "EASE").astype(np.float64)
         n_items = matrix.shape[1]
+        show = verbose and n_items >= PROGRESS_ITEMS
+        if show:
+            print(f"ease: solving a {n_items:,} x {n_items:,} system "
+                  f"(about {16 * n_items ** 2 / 2 ** 30:.1f} GiB)...", flush=True)
+        t0 = time.perf_counter()
         try:
             gram = (matrix.T @ matrix).toarray()
             gram[np.diag_indices(n_items)] += self.lam
@@ -78,6 +89,8 @@ class EASE:
         inverse /= -np.diag(inverse).copy()  # column j divided by -P_jj
         np.fill_diagonal(inverse, 0.0)
         self._set(inverse.astype(np.float32))
+        if show:
+            print(f"ease: solved in {time.perf_counter() - t0:.1f} s", flush=True)
         return self
 
     def _set(self, weights: np.ndarray) -> None:

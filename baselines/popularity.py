@@ -132,11 +132,12 @@ class Popularity:
     def n_items(self):
         return None if self.counts is None else int(self.counts.shape[0])
 
-    def fit(self, train) -> "Popularity":
+    def fit(self, train, verbose: bool = True) -> "Popularity":
         """Counts the users of each item.
 
         Args:
           train: scipy sparse [n_users, n_items] of clicks (or ratings).
+          verbose: unused (counting is quick); the baselines share ``fit``'s signature.
 
         Returns:
           self.

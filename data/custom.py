@@ -19,7 +19,9 @@ columns are found by name in a header (``userId``, ``user_id``, ``user``...;
 
 Text is read by pandas' C parser with inferred dtypes (the fast path); only
 when a check fails does a slow pass over the lines find the first bad one, so
-every error names ``file:line`` (``file: row N`` for Parquet).
+every error names ``file:line`` (``file: row N`` for Parquet). A text file of
+:data:`CHUNKED_BYTES` or more is read in chunks when the caller asks for
+progress (``progress(bytes_read, file_size)`` after each chunk).
 
 * Text files must be UTF-8 (a BOM is fine): bytes that are not are an error
   naming ``file:line``, not replaced, since replacing them could merge two
@@ -39,7 +41,7 @@ import dataclasses
 import logging
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,10 @@ from data.types import Interactions
 logger = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# Text files this large are read in chunks of CHUNK_ROWS lines when progress is asked for.
+CHUNKED_BYTES = 64 * 2 ** 20
+CHUNK_ROWS = 1_000_000
+Progress = Callable[[int, int], None]  # (bytes read, file size)
 ROLES = ("user", "item", "rating", "time")
 # Header names recognised for each role, compared after lower-casing and dropping
 # everything but letters and digits ("User ID" == "user_id" == "userid").
@@ -170,12 +176,15 @@ def is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def read(path: Union[str, Path], fmt: CustomFormat = CustomFormat()) -> Interactions:
+def read(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), progress: Optional[Progress] = None
+         ) -> Interactions:
     """Reads your own interactions file.
 
     Args:
       path: a CSV, TSV, ``::``-separated or Parquet file, one interaction a row.
       fmt: column mapping and separator (None fields are detected).
+      progress: called as ``progress(bytes_read, file_size)`` while a large
+        text file is read (see :data:`CHUNKED_BYTES`).
 
     Returns:
       Interactions with [n] dense user/item indices (sorted original ids),
@@ -187,12 +196,13 @@ def read(path: Union[str, Path], fmt: CustomFormat = CustomFormat()) -> Interact
         the columns found), a malformed line (``file:line``).
       ConfigError: a bad separator or an impossible column mapping.
     """
-    table = read_table(path, fmt)
+    table = read_table(path, fmt, progress=progress)
     rating = table.rating if table.rating is not None else np.ones(len(table.user), np.float32)
     return _finalize(table.user, table.item, rating, table.timestamp, str(path))
 
 
-def read_table(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), what: str = "interactions") -> Table:
+def read_table(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), what: str = "interactions",
+               progress: Optional[Progress] = None) -> Table:
     """The user, item and optional rating/time columns of a file, validated.
 
     Used by :func:`read` and to read (user, item) pairs to predict.
@@ -201,6 +211,7 @@ def read_table(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), what:
       path: the file.
       fmt: column mapping and separator.
       what: what the rows are, for messages (``interactions``, ``pairs``).
+      progress: see :func:`read`.
 
     Returns:
       A :class:`Table` of [n] arrays in file order.
@@ -215,7 +226,7 @@ def read_table(path: Union[str, Path], fmt: CustomFormat = CustomFormat(), what:
         raise DatasetError(f"{path}: empty file: expected one of your {what} a line, e.g. 'user,item,rating'")
     if is_parquet(path):
         return _read_parquet(path, fmt, what)
-    return _read_text(path, fmt, what)
+    return _read_text(path, fmt, what, progress)
 
 
 # ----------------------------------------------------------------------------- columns
@@ -470,7 +481,22 @@ def _layout(path: Path, fmt: CustomFormat, what: str) -> _Layout:
     return _Layout(sep=sep, fields=fields, header=header, skip=first_index + 1 if header else 0)
 
 
-def _read_frame(path: Path, layout: _Layout, positions: dict[str, Optional[int]]) -> Optional[pd.DataFrame]:
+def _read_csv(path: Path, progress: Optional[Progress], **kwargs) -> pd.DataFrame:
+    """``pd.read_csv(path, **kwargs)``; a large file in chunks, calling ``progress`` after each."""
+    size = path.stat().st_size
+    if progress is None or size < CHUNKED_BYTES:
+        return pd.read_csv(path, **kwargs)
+    with open(path, "rb") as handle:
+        chunks = []
+        for chunk in pd.read_csv(handle, chunksize=CHUNK_ROWS, **kwargs):
+            chunks.append(chunk)
+            progress(min(handle.tell(), size), size)
+    # Per-chunk dtypes are reconciled (int and float -> float, numbers and text -> object), as one read infers.
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.read_csv(path, **kwargs)
+
+
+def _read_frame(path: Path, layout: _Layout, positions: dict[str, Optional[int]],
+                progress: Optional[Progress] = None) -> Optional[pd.DataFrame]:
     """The used columns (named by role) plus ``extra`` (non-NaN where a line has too many fields).
 
     Returns None when pandas cannot parse the file (the slow pass says why).
@@ -489,8 +515,8 @@ def _read_frame(path: Path, layout: _Layout, positions: dict[str, Optional[int]]
                   dtype={f"f{p * step}": str for p in ids}, keep_default_na=False, na_values=[""],
                   encoding="utf-8-sig", encoding_errors="strict", index_col=False)
     try:
-        frame = pd.read_csv(path, sep=layout.sep[0], engine="c", low_memory=False,
-                            quoting=csv.QUOTE_NONE if step == 2 else csv.QUOTE_MINIMAL, **common)
+        frame = _read_csv(path, progress, sep=layout.sep[0], engine="c", low_memory=False,
+                          quoting=csv.QUOTE_NONE if step == 2 else csv.QUOTE_MINIMAL, **common)
         if step == 2 and not all(frame[f"f{i}"].isna().all() for i in range(1, width, 2)):
             step = 1
             common.update(names=[f"f{i}" for i in range(n)] + ["extra"], dtype={f"f{p}": str for p in ids})
@@ -537,10 +563,10 @@ def _bad_line(path: Path, layout: _Layout, row: Optional[int], reason: Optional[
     return DatasetError(f"{path}: cannot parse the file as {shape}; check --sep and the column flags")
 
 
-def _read_text(path: Path, fmt: CustomFormat, what: str) -> Table:
+def _read_text(path: Path, fmt: CustomFormat, what: str, progress: Optional[Progress] = None) -> Table:
     layout = _layout(path, fmt, what)
     positions = _resolve(layout.fields, layout.header, fmt, path, what)
-    frame = _read_frame(path, layout, positions)
+    frame = _read_frame(path, layout, positions, progress)
     if frame is None:
         raise _bad_line(path, layout, None, None)
     if not len(frame):

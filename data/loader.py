@@ -13,7 +13,7 @@ from data.types import Interactions
 
 
 def load(name: str, data_dir: Optional[PathLike] = None, mirror: Optional[PathLike] = None,
-         fmt: Optional[custom.CustomFormat] = None) -> Interactions:
+         fmt: Optional[custom.CustomFormat] = None, progress: Optional[custom.Progress] = None) -> Interactions:
     """Loads a registered dataset, or your own file, as interactions.
 
     Args:
@@ -22,6 +22,8 @@ def load(name: str, data_dir: Optional[PathLike] = None, mirror: Optional[PathLi
       data_dir: download/cache folder (see :func:`data.download.locate`).
       mirror: a local mirror folder (default ``$TFCF_DATA_MIRROR``).
       fmt: column mapping and separator of your own file (None: detect).
+      progress: reading a large own file, ``progress(bytes_read, file_size)``
+        after each chunk (see :func:`data.custom.read`).
 
     Returns:
       Interactions with [n] user, item (dense int64), rating (float32) and
@@ -33,7 +35,7 @@ def load(name: str, data_dir: Optional[PathLike] = None, mirror: Optional[PathLi
       ConfigError: ``fmt`` given with a registered dataset.
     """
     if name not in names() and custom.is_path(name):
-        return custom.read(name, fmt or custom.CustomFormat())
+        return custom.read(name, fmt or custom.CustomFormat(), progress=progress)
     if fmt is not None and not fmt.is_default():
         raise ConfigError(f"--user_col/--item_col/--rating_col/--time_col/--sep describe your own files; "
                           f"'{name}' is a built-in dataset: drop them or pass the path of a file")

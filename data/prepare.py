@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -93,7 +94,9 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
       cfg: the dataset and protocol settings.
       task: ``"topk"`` or ``"rating"``; picks the default protocol.
       seed: the protocol's only source of randomness.
-      verbose: print one line with the split's counts.
+      verbose: print one line with the split's counts; when the split is
+        built (not in the cache), a line before and one with the time taken
+        after, and progress lines with an ETA while a large own file is read.
 
     Returns:
       (split, info): a ``HeldoutSplit`` or ``RatingSplit``, and a dict with the
@@ -113,7 +116,8 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     if task == "rating" and protocol == "heldout":
         raise ConfigError("rating models need a rating split: --protocol fold, random or time")
     spec = registry.get_spec(cfg.dataset) if cfg.dataset in registry.names() else None
-    load = lambda: loader.load(cfg.dataset, cfg.data_dir, cfg.mirror, cfg.custom_format())
+    progress = _ReadProgress(cfg.dataset) if verbose else None
+    load = lambda: loader.load(cfg.dataset, cfg.data_dir, cfg.mirror, cfg.custom_format(), progress)
     if protocol == "heldout":
         threshold = cfg.threshold if cfg.threshold is not None else (spec.threshold if spec else None)
         pconfig = protocols.HeldoutConfig(threshold=threshold, min_uc=cfg.min_uc, min_sc=cfg.min_sc,
@@ -154,6 +158,8 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     key = {"dataset": cfg.dataset, "protocol": protocol, "config": pdict, "seed": seed, "checksums": checksums}
     if spec is None and not cfg.custom_format().is_default():
         key["columns"] = dataclasses.asdict(cfg.custom_format())
+    if verbose:
+        build = _announced(build, f"data: preparing {cfg.dataset} ({protocol})")
     if cfg.cache:
         split = cache.load_or_build(data_dir / "prepared", key, build)
     else:
@@ -163,6 +169,43 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     if verbose:
         print(f"data: {cfg.dataset} ({protocol}) {json.dumps(info['counts'])}", flush=True)
     return split, info
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _announced(build, what: str):
+    """``build`` with a line before (``what...``) and one with the time taken after."""
+    def run():
+        print(f"{what}...", flush=True)
+        t0 = time.perf_counter()
+        split = build()
+        print(f"{what}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+        return split
+    return run
+
+
+class _ReadProgress:
+    """Progress lines while a large own file is read: one at the first chunk, then one per ``every`` seconds."""
+
+    def __init__(self, name: str, every: float = 10.0) -> None:
+        self.name, self.every = name, every
+        self.t0 = self.last = None
+        self.start = 0
+
+    def __call__(self, done: int, size: int) -> None:
+        now = time.perf_counter()
+        if self.t0 is None:  # the first chunk: a line saying how big the file is
+            self.t0 = self.last = now
+            self.start = done
+            print(f"data: reading {self.name} ({size / 2 ** 20:,.0f} MiB) in chunks", flush=True)
+            return
+        if now - self.last >= self.every and done < size:
+            self.last = now
+            left = (now - self.t0) / max(done - self.start, 1) * (size - done)
+            print(f"data: reading {self.name}: {done / size:.0%} ETA {_fmt_duration(left)}", flush=True)
 
 
 # More source files than this (Netflix: 17,770) are recorded as one combined md5.

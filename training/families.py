@@ -64,10 +64,11 @@ class Family:
         known = {k: v for k, v in params.items() if k in fields and v is not None}
         return factory(**dims, **known)
 
-    def fit_baseline(self, train, params: dict[str, Any]):
-        """Fits a closed-form baseline on a CSR training matrix [n_users, n_items]."""
+    def fit_baseline(self, train, params: dict[str, Any], verbose: bool = True):
+        """Fits a closed-form baseline on a CSR training matrix [n_users, n_items] (``verbose``: progress of
+        a long fit)."""
         kwargs = {arg: params[key] for key, arg in self.baseline_params if params.get(key) is not None}
-        return self.cls()(**kwargs).fit(train)
+        return self.cls()(**kwargs).fit(train, verbose=verbose)
 
     def resolved_baseline_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """A closed-form baseline's parameters with their defaults filled in (run parameter names)."""

@@ -253,7 +253,7 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     t0 = time.perf_counter()
     data = datasets_for(family, split, cfg, dist)
     if not family.trainable:
-        model = family.fit_baseline(split.train, cfg.model_params)
+        model = family.fit_baseline(split.train, cfg.model_params, verbose=dist.is_chief and cfg.train.verbose)
         summary = {"epochs": 0, "train_seconds": time.perf_counter() - t0}
         if data.validation is not None:
             summary["validation"] = evaluate_model(model, family, data.validation(), dist)

@@ -72,24 +72,51 @@ def _fmt_metrics(values: dict[str, float]) -> str:
 
 
 def evaluate(step_fn: Callable[[dict], dict], dataset: tf.data.Dataset,
-             distribution: Optional[distribute.Distribution] = None) -> dict[str, float]:
+             distribution: Optional[distribute.Distribution] = None, verbose: bool = True,
+             progress_seconds: float = 10.0, label: str = "evaluation") -> dict[str, float]:
     """Runs an evaluation step over a dataset; sums over batches and workers.
+
+    An evaluation that runs longer than ``progress_seconds`` prints a progress
+    line with an ETA that often (chief only, with ``verbose``), and one with
+    its time at the end; shorter ones print nothing.
 
     Args:
       step_fn: batch -> {metric: (sum, count)} (a model's ``evaluate_step``).
       dataset: this worker's part of the evaluation data.
+      distribution: sums over workers (single process if None).
+      verbose: print progress on long evaluations.
+      progress_seconds: at most one progress line per this many seconds.
+      label: what the progress lines call it.
 
     Returns:
       Metric name -> value (sum / count), plus ``<name>/count``: the users (or
       ratings) that counted; users with nothing held out are excluded.
     """
     distribution = distribution or distribute.Distribution()
+    show = verbose and distribution.is_chief
+    batches = -1  # unknown (tf.data says -1 or -2 when it cannot tell)
+    if show and hasattr(dataset, "cardinality"):
+        batches = int(dataset.cardinality())
+    elif show and hasattr(dataset, "__len__"):
+        batches = len(dataset)
+    t0 = last_print = time.perf_counter()
+    printed = False
     sums: dict[str, list] = {}
-    for batch in dataset:
+    for done, batch in enumerate(dataset, 1):
         for name, (total, count) in step_fn(batch).items():
             acc = sums.setdefault(name, [0.0, 0.0])
             acc[0] += tf.cast(total, tf.float64)
             acc[1] += tf.cast(count, tf.float64)
+        now = time.perf_counter()
+        if show and now - last_print >= progress_seconds and done != batches:
+            last_print, printed = now, True
+            if batches > 0:
+                left = (now - t0) / done * (batches - done)
+                print(f"{label}: batch {done}/{batches} ETA {_fmt_duration(left)}", flush=True)
+            else:
+                print(f"{label}: batch {done} ({_fmt_duration(now - t0)})", flush=True)
+    if printed:
+        print(f"{label}: done in {_fmt_duration(time.perf_counter() - t0)}", flush=True)
     names = sorted(sums)
     flat = {f"{k}/sum": tf.convert_to_tensor(sums[k][0], tf.float64) for k in names}
     flat.update({f"{k}/count": tf.convert_to_tensor(sums[k][1], tf.float64) for k in names})
@@ -203,7 +230,7 @@ class Trainer:
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Metrics of the model on a dataset (see :func:`evaluate`)."""
-        return evaluate(self._eval_fn, dataset, self.distribution)
+        return evaluate(self._eval_fn, dataset, self.distribution, self.config.verbose, self.config.progress_seconds)
 
     # --- the loop ------------------------------------------------------------------
     def fit(self, train_data: Callable[[int], tf.data.Dataset], steps_per_epoch: int, rows_per_epoch: int,
