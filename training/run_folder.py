@@ -210,9 +210,10 @@ def manifest_of(cfg, model_config: dict, info: dict, fingerprint: str, policy: s
 def _warm_start_record(folder: Optional[str]) -> Optional[dict]:
     if not folder:
         return None
-    source = RunFolder(folder).manifest() or {}
-    return {"from": str(Path(folder).resolve()), "split_fingerprint": source.get("data", {}).get("split_fingerprint"),
-            "epochs": RunFolder(folder).results().get("train", {}).get("epochs")}
+    source = RunFolder(folder)
+    return {"from": str(Path(folder).resolve()),
+            "split_fingerprint": (source.manifest() or {}).get("data", {}).get("split_fingerprint"),
+            "epochs": source.results().get("train", {}).get("epochs")}
 
 
 # How a RunConfig key (as main.py's explicit flags name them) reads in a manifest.

@@ -280,9 +280,8 @@ def _check_warm_start(source_dir: str, manifest: dict) -> None:
     if source["data"]["split_fingerprint"] != manifest["data"]["split_fingerprint"]:
         raise ConfigError(f"--warm_start {source_dir} was trained on another split (other data, protocol or seed); "
                           f"a warm start continues a run on the same split")
-    mine = {k: v for k, v in manifest["model"].items()}
-    if source["model"] != mine:
-        changed = differences(source["model"], mine)
+    if source["model"] != manifest["model"]:
+        changed = differences(source["model"], manifest["model"])
         raise ConfigError(f"--warm_start {source_dir} holds another model ({'; '.join(changed)}); its weights do "
                           f"not fit this one")
 
