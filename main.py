@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 
-import cli  # defines the flags, one module per --help group (cli/*.py)
+from cli import groups  # defines the flags, one module per --help group (cli/*.py)
 from cli import tf_logs
 
 tf_logs.default_level()  # before TensorFlow is imported
@@ -63,8 +64,6 @@ PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window"
 
 def _check_applicable(models: list[str]) -> None:
     """Refuses flags that none of ``models`` uses (they would be silently ignored)."""
-    import dataclasses
-
     from data.errors import ConfigError
     from data.prepare import default_protocol
     from training import families
@@ -76,15 +75,10 @@ def _check_applicable(models: list[str]) -> None:
             continue
         used = False
         for fam in fams:
-            if param == "major":
-                used |= fam.name == "deeprec"
-            elif fam.trainable:
-                used |= param in {f.name for f in dataclasses.fields(fam.cls().config_class)}
-            else:
-                used |= param in dict(fam.baseline_params)
+            used |= param in fam.cls.param_names()
         if not used:
             raise ConfigError(f"--{flag} does not apply to {what}; drop it (--help lists each model's flags)")
-    if not any(fam.trainable for fam in fams):
+    if all(fam.closed_form for fam in fams):
         for flag in TRAINING_FLAGS:
             if FLAGS[flag].present:
                 raise ConfigError(f"--{flag} does not apply to {what}: a closed-form model has no training loop")
@@ -95,8 +89,89 @@ def _check_applicable(models: list[str]) -> None:
                               f"protocol {protocol}")
 
 
-def configs():
-    """Turns the flags into a :class:`training.config.RunConfig`."""
+def _settings(presets: bool = True):
+    """Applies ``--config`` (or a training run's preset for its model and dataset) under the command line's flags.
+
+    Args:
+      presets: look for a preset when no ``--config`` is given (``--compare``
+        runs several models and reads none).
+
+    Returns:
+      The :class:`cli.config_file.Settings` applied, or None.
+    """
+    from cli import config_file
+
+    if FLAGS.config == "none":
+        return None
+    if FLAGS.config is not None:
+        settings = config_file.read(FLAGS.config)
+    elif presets and (FLAGS.train or FLAGS.benchmark or FLAGS.seeds is not None):
+        settings = config_file.preset_for(FLAGS.model, FLAGS.dataset)
+        if settings is None:
+            _say(f"settings: no preset for {FLAGS.model} on {os.path.basename(FLAGS.dataset)}; the built-in "
+                 f"defaults and the command line's flags")
+            return None
+    else:
+        return None
+    config_file.apply(settings, FLAGS)
+    _say(settings.describe())
+    return settings
+
+
+def _tune() -> int:
+    """--tune: the study of training.tune, then its best settings as a preset file (flag names)."""
+    import datetime
+
+    from cli import config_file
+    from data.errors import ConfigError
+    from training import families, tune
+
+    if FLAGS.train or FLAGS.test or FLAGS.benchmark or FLAGS.seeds is not None:
+        raise ConfigError("--tune runs alone: it trains on validation data only; drop --train, --test, --benchmark "
+                          "and --seeds (then run the preset it writes)")
+    settings = _settings(presets=False)
+    _check_applicable([FLAGS.model])
+    out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}-tune")
+    result = tune.tune(configs(settings), families.get(FLAGS.model).space, FLAGS.trials, out)
+    fixed = {name: FLAGS[name].value for name in FLAG_KEYS if FLAGS[name].present and name not in NOT_PRESET}
+    found = {**fixed, **_as_flags({**result.added, **result.best_params})}
+    path = Path(out) / "preset.toml"
+    config_file.write(path, found, {
+        "chosen_by": "python main.py " + " ".join(sys.argv[1:]),
+        "validation": f"{result.metric} {result.best_value:.4f} (best of {result.complete} complete and "
+                      f"{result.pruned} pruned trials; {out}/trials.md)",
+        "date": datetime.date.today().isoformat()})
+    _say(f"tune: best validation {result.metric} {result.best_value:.4f}; wrote {path}, trials.md, trials.csv and "
+         f"tune.png in {out}. Use it with --config {path}, or copy it to configs/{FLAGS.model}/"
+         f"{os.path.basename(FLAGS.dataset)}.toml to make it the preset")
+    return 0
+
+
+# Flags a tuned preset leaves out: what runs, where, and on which data it was tuned.
+NOT_PRESET = ("model", "dataset", "seed", "warm_start", "user_col", "item_col", "rating_col", "time_col", "sep")
+
+
+def _as_flags(params: dict) -> dict:
+    """Run settings (``model_params.hidden``, ``optim.lr``) as main.py flag values."""
+    by_key = {keys[0]: flag for flag, keys in FLAG_KEYS.items() if len(keys) == 1}
+    out = {}
+    for key, value in params.items():
+        if key == "model_params.shared_embeddings":
+            out["no_shared_embeddings"] = not value
+            continue
+        flag = by_key[key]
+        out[flag] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _say(text: str) -> None:
+    """A line of the command's own, from one process of a multi-worker run."""
+    if os.environ.get("HOROVOD_RANK", "0") == "0":
+        print(text, flush=True)
+
+
+def configs(settings=None):
+    """Turns the flags into a :class:`training.config.RunConfig` (``settings``: the config file they came from)."""
     from training.config import DataConfig, OptimConfig, RunConfig, TrainConfig
 
     modes = tuple(m for m in ("train", "test", "benchmark") if getattr(FLAGS, m))
@@ -123,7 +198,8 @@ def configs():
                           log_dir=FLAGS.logdir),
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
-        warm_start=FLAGS.warm_start, explicit=explicit, command=("main.py", *sys.argv[1:]))
+        warm_start=FLAGS.warm_start, explicit=explicit, command=("main.py", *sys.argv[1:]),
+        settings=settings.record() if settings is not None else None)
 
 
 def _select_devices() -> None:
@@ -211,10 +287,10 @@ def main(argv) -> int:
     if FLAGS.number_of_gpus > 1 and not _reads_an_export() and "HOROVOD_RANK" not in os.environ:
         return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
-    tf_logs.import_tensorflow(show=FLAGS.tf_logs)  # after CUDA_VISIBLE_DEVICES is set
+    tf_logs.import_tensorflow(show=FLAGS.tf_logs, xla=FLAGS.xla)  # after CUDA_VISIBLE_DEVICES is set
     # TensorFlow's savers log every checkpoint at INFO through absl: keep the console to our own lines.
     logging.set_verbosity(logging.WARNING)
-    from data.errors import TfcfError
+    from data.errors import ConfigError, TfcfError
 
     try:
         if _reads_an_export():
@@ -223,15 +299,29 @@ def main(argv) -> int:
         if FLAGS.compare is not None:
             from training import compare
 
+            settings = _settings(presets=False)
             _check_applicable(compare.parse_models(FLAGS.compare))
-            compare.compare(FLAGS.compare, configs(), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
+            compare.compare(FLAGS.compare, configs(settings), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
                                                                                              FLAGS.compare))
             return 0
         from training import runner
 
-        if FLAGS.train or FLAGS.benchmark:
+        if FLAGS.tune:
+            return _tune()
+        settings = _settings()
+        if FLAGS.seeds is not None:
+            from training import repeats
+
             _check_applicable([FLAGS.model])
-        runner.run(configs())
+            if FLAGS["seed"].present or FLAGS.benchmark:
+                raise ConfigError("--seeds runs --train and --test for each seed: drop --seed and --benchmark")
+            seeds = repeats.parse_seeds(FLAGS.seeds)
+            out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}-seeds")
+            repeats.repeat(configs(settings), seeds, out)
+            return 0
+        if FLAGS.train or FLAGS.benchmark or settings is not None:
+            _check_applicable([FLAGS.model])
+        runner.run(configs(settings))
     except TfcfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -254,7 +344,7 @@ def run() -> None:
     """Console-script entry point."""
     from cli import help as grouped_help
 
-    grouped_help.install("usage: python main.py [flags]\n" + __doc__.split("\n", 1)[1], cli.GROUPS)
+    grouped_help.install("usage: python main.py [flags]\n" + __doc__.split("\n", 1)[1], groups.GROUPS)
     app.run(main, flags_parser=_parse_flags)
 
 

@@ -20,6 +20,11 @@ setup(
         "absl-py==2.5.1",
         "tensorboard==2.18.0",
         "matplotlib==3.11.2",
+        # --tune: TPE sampling, pruning and a resumable SQLite study.
+        "optuna==5.0.0",
+        # --config files and presets (TOML): read with tomllib (tomli before Python 3.11), written with tomli-w.
+        "tomli==2.2.1; python_version < '3.11'",
+        "tomli-w==1.2.0",
     ],
     extras_require={
         # nbclient runs the notebooks in CI (tests/test_notebooks.py) in an ipykernel "python3" kernel.

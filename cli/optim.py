@@ -7,7 +7,8 @@ from absl import flags
 from cli.model import positive_ints
 
 flags.DEFINE_float("lr", 1e-3, "Learning rate.")
-flags.DEFINE_string("optimizer", "adam", "adam, momentum, sgd, adagrad or rmsprop.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "momentum", "sgd", "adagrad", "rmsprop"], "The optimizer "
+                  "(momentum: SGD with momentum 0.9).")
 flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
 flags.DEFINE_list("lr_milestones", None, "Epochs at which the learning rate is multiplied by --lr_gamma.")
 flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor at each milestone.")

@@ -28,5 +28,16 @@ flags.DEFINE_bool("fresh", False, "Start over instead of resuming: the run in --
                   "<export_dir>.replaced-<time>, never deleted.")
 flags.DEFINE_string("warm_start", None, "A finished run folder of the same model and split whose exported weights "
                     "start this run (e.g. to continue a diverged run at a lower --lr in a new --export_dir).")
+flags.DEFINE_string("config", None, "A TOML file of flag values under [flags] (see configs/); flags on the command "
+                    "line win. Without it, --train uses the preset configs/<model>/<dataset>.toml when there is one; "
+                    "'none' uses no preset.")
+flags.DEFINE_list("seeds", None, "Train and test once per seed (e.g. 0,1,2,3,4), each in <export_dir>/seed-<s>; "
+                  "writes seeds.md/.json there: the mean and a 95% t-interval of every test metric (default folder: "
+                  "runs/<dataset>-<model>-seeds).")
+flags.DEFINE_bool("tune", False, "Search the model's hyper-parameters on validation data (Optuna TPE with pruning, "
+                  "--trials trials; resumable): writes trials.md/.csv, tune.png and the best settings as preset.toml "
+                  "into --export_dir (default: runs/<dataset>-<model>-tune).")
+flags.DEFINE_integer("trials", 20, "--tune: trials the study should hold (a second call adds the missing ones).",
+                     lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
 flags.DEFINE_string("logdir", None, "TensorBoard folder (default: <export_dir>/logs).")

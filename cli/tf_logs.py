@@ -19,6 +19,19 @@ C++. So :func:`import_tensorflow` imports TensorFlow and lists its devices
 writes back to stderr every line but those of :data:`NOISE`: a Python warning,
 a traceback or any other line still reaches the console, and our own
 ``error:`` lines are printed later, on the real stderr.
+
+``--xla`` adds absl INFO lines (absl's ``LOG`` again) at the first XLA compile
+of the process, in the middle of the first epoch::
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 00:00:1796190486.664131    4448 service.cc:148] XLA service 0x5646d91b4d30 initialized for platform Host ...
+    I0000 00:00:1796190486.664247    4448 service.cc:156]   StreamExecutor device (0): Host, Default Version
+    I0000 00:00:1796190489.128566    4448 device_compiler.h:188] Compiled cluster using XLA!  This line is logged ...
+
+Each comes once per process (the service once per platform), so with ``xla``
+:func:`import_tensorflow` also compiles a one-op function with XLA while it
+captures, and drops them (:data:`XLA_INFO`). Not in a Horovod worker: running
+an op starts TensorFlow's runtime, and the worker must pin its GPU before that.
 """
 
 from __future__ import annotations
@@ -36,6 +49,10 @@ NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|All log message
 # cuInit fails on every machine without an NVIDIA driver, and where the GPUs are hidden (--number_of_gpus 0):
 # noise there; on a GPU machine it is a real problem and stays.
 CUINIT = re.compile(r"failed call to cuInit")
+# XLA's first compile of a process (absl INFO lines): the service of the platform with its devices, and the
+# once-a-process notice of the first compiled cluster.
+XLA_INFO = re.compile(r"^I\d{4} .*\] (XLA service 0x[0-9a-f]+ initialized for platform |\s+StreamExecutor device "
+                      r"\(\d+\): |Compiled cluster using XLA!)")
 
 _level_is_ours = False
 
@@ -63,15 +80,28 @@ def _no_gpu() -> bool:
 
 def is_noise(line: str, no_gpu: bool = True) -> bool:
     """Whether a captured start-up line is known noise (see the module doc)."""
-    return bool(NOISE.search(line) or (no_gpu and CUINIT.search(line)))
+    return bool(NOISE.search(line) or XLA_INFO.search(line) or (no_gpu and CUINIT.search(line)))
 
 
-def import_tensorflow(show: bool = False) -> None:
+def _compile_with_xla(tf) -> None:
+    """Compiles and runs a one-op function with XLA: the process's first compile, which logs XLA's INFO lines."""
+    try:
+        tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(0.0))
+    except Exception:  # noqa: BLE001 (XLA unusable here: the training step's own compile reports it)
+        pass
+
+
+def import_tensorflow(show: bool = False, xla: bool = False) -> None:
     """Imports TensorFlow and lists its devices, without the start-up noise unless ``show``.
 
     With ``show`` (``--tf_logs``), TensorFlow logs as it would by itself: at
     ``$TF_CPP_MIN_LOG_LEVEL`` if you set it, else everything. Does nothing
     (beyond that) when TensorFlow is already imported.
+
+    Args:
+      show: let TensorFlow log.
+      xla: the run compiles with XLA (``--xla``): also take XLA's first-compile
+        INFO lines off the console (see the module doc).
     """
     if show or requested():
         if _level_is_ours and "tensorflow" not in sys.modules:
@@ -92,6 +122,8 @@ def import_tensorflow(show: bool = False) -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+            if xla and "HOROVOD_RANK" not in os.environ:
+                _compile_with_xla(tf)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

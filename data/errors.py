@@ -20,3 +20,10 @@ class ConfigError(TfcfError):
 
 class TrainingError(TfcfError):
     """Training cannot go on (non-finite loss, missing export to test)."""
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (TensorFlow's run over several), kept short."""
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -41,7 +41,7 @@ def load(name: str, data_dir: Optional[PathLike] = None, mirror: Optional[PathLi
                           f"'{name}' is a built-in dataset: drop them or pass the path of a file")
     spec = get_spec(name)
     folder = locate(name, data_dir=data_dir, mirror=mirror)
-    interactions = getattr(formats, spec.parser)(folder)
+    interactions = spec.parser(folder)
     return dataclasses.replace(interactions, name=name)
 
 

@@ -1,5 +1,7 @@
 """tf.data pipelines over CSR matrices: sparse row batches, their XLA form, rating and BPR triples.
 
+:data:`TRAIN_INPUTS` says which of them feeds each kind of model in training.
+
 Each call puts this epoch's rows (or non-zeros) in order once in NumPy and
 holds the arrays as constant tensors; tf.data then walks (start, stop) bounds
 and a graph function slices each batch out (for rows: ``indptr[start]`` to
@@ -19,7 +21,8 @@ Order and sharding are plain NumPy, decided when the dataset is made:
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+import dataclasses
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -271,3 +274,47 @@ def bpr_triples(csr, batch_size: int, *, seed: int = 0, epoch: int = 0, shard_in
     negatives[positions] = sample_unobserved(users[positions], m.indptr, m.indices, m.shape[1], rng)
     return _slice_batches((users[order], m.indices[order].astype(np.int32), negatives[order], m.data[order]),
                           batch_size)
+
+
+# --- the training input of each kind of model ----------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TrainInput:
+    """How one input kind (:attr:`training.recommender.Recommender.input_kind`) is fed in training.
+
+    Attributes:
+      batches: (train CSR, batch_size, seed, epoch, shard_index, num_shards, xla) -> a dataset of
+        dict batches, the keys the model's ``compute_loss`` reads.
+      units: (train CSR) -> how many examples an epoch visits (rows or non-zeros).
+      xla: whether the kind has an XLA form (fixed batch sizes, padded COO rows).
+    """
+
+    batches: Callable[..., tf.data.Dataset]
+    units: Callable[[sp.csr_matrix], int]
+    xla: bool = False
+
+
+def _rows_input(train, batch_size, seed, epoch, shard_index, num_shards, xla):
+    shard = dict(shuffle=True, seed=seed, epoch=epoch, shard_index=shard_index, num_shards=num_shards)
+    if xla:  # a fixed batch size keeps the compiled shapes few
+        return xla_row_batches(train, batch_size, drop_remainder=True, **shard).map(lambda d: {"input": d})
+    return row_batches(train, batch_size, **shard).map(lambda rows: {"input": rows})
+
+
+def _triples_input(train, batch_size, seed, epoch, shard_index, num_shards, xla):
+    return rating_triples(train, batch_size, shuffle=True, seed=seed, epoch=epoch, shard_index=shard_index,
+                          num_shards=num_shards).map(lambda u, i, r: {"user": u, "item": i, "rating": r})
+
+
+def _bpr_input(train, batch_size, seed, epoch, shard_index, num_shards, xla):
+    return bpr_triples(train, batch_size, seed=seed, epoch=epoch, shard_index=shard_index,
+                       num_shards=num_shards).map(lambda u, p, n, r: {"user": u, "pos": p, "neg": n, "rating": r})
+
+
+TRAIN_INPUTS: dict[str, TrainInput] = {
+    # {'input': SparseTensor [b, I]} (or its padded COO form under XLA): a batch of users' rows.
+    "rows": TrainInput(_rows_input, lambda train: train.shape[0], xla=True),
+    # {'user', 'item', 'rating'} [b]: the training ratings.
+    "triples": TrainInput(_triples_input, lambda train: train.nnz),
+    # {'user', 'pos', 'neg', 'rating'} [b]: each training entry with one sampled unobserved item.
+    "bpr": TrainInput(_bpr_input, lambda train: train.nnz),
+}

@@ -1,15 +1,18 @@
 """The datasets tfcf knows: where they come from, which files matter, how to check them.
 
 A :class:`DatasetSpec` is pure metadata; :mod:`data.download` uses it to find or
-fetch the files and :mod:`data.loader` to pick the parser in :mod:`data.formats`.
+fetch the files and :mod:`data.loader` to read the folder with its :mod:`data.formats` parser.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
+from data import formats
 from data.errors import DatasetError
+from data.types import Interactions
 
 _GROUPLENS = "https://files.grouplens.org/datasets"
 _NCF_DATA = "https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/master/Data/"
@@ -34,7 +37,7 @@ class DatasetSpec:
         click); None for implicit data, where every row is positive.
       description: one line for humans.
       files: relative paths inside ``folder`` that must exist.
-      parser: name of the ``data.formats`` function that reads the folder.
+      parser: the :mod:`data.formats` function that reads the folder into interactions.
       archive: ``"zip"``, ``"tar.gz"``, ``"files"`` (``url`` is a base URL and
         each of ``files`` is fetched on its own) or ``"none"`` (user supplied).
       flat: True when the archive unpacks its files without a top folder.
@@ -55,14 +58,14 @@ class DatasetSpec:
     threshold: Optional[float]
     description: str
     files: tuple[str, ...] = ()
-    parser: str = ""
+    parser: Optional[Callable[[Path], Interactions]] = None
     archive: str = "zip"
     flat: bool = False
     archive_md5: Optional[str] = None
     approx_bytes: Optional[int] = None
 
 
-def _movielens(name: str, folder: str, files: tuple[str, ...], parser: str, checksums: dict[str, str],
+def _movielens(name: str, folder: str, files: tuple[str, ...], parser: Callable, checksums: dict[str, str],
                description: str, approx_mb: float) -> DatasetSpec:
     """A MovieLens release: a GroupLens zip unpacking to ``folder``; ratings >= 4 are positives."""
     return DatasetSpec(name=name, url=f"{_GROUPLENS}/movielens/{name}.zip", folder=folder, checksums=checksums,
@@ -70,7 +73,7 @@ def _movielens(name: str, folder: str, files: tuple[str, ...], parser: str, chec
                        approx_bytes=int(approx_mb * 1e6))
 
 
-def _implicit(name: str, url: str, folder: str, files: tuple[str, ...], parser: str, checksums: dict[str, str],
+def _implicit(name: str, url: str, folder: str, files: tuple[str, ...], parser: Callable, checksums: dict[str, str],
               description: str, **kwargs) -> DatasetSpec:
     """Implicit feedback (plays, pins): every row is a positive, no threshold."""
     return DatasetSpec(name=name, url=url, folder=folder, checksums=checksums, explicit=False, threshold=None,
@@ -81,7 +84,7 @@ def _implicit(name: str, url: str, folder: str, files: tuple[str, ...], parser: 
 # md5 is filled in for the same reason: none could be checked against a download here. approx_bytes are
 # rounded up from the published sizes; only ten times them is refused.
 _SPECS = (
-    _movielens("ml-100k", "ml-100k", ("u.data", "u.item"), "parse_ml100k", {
+    _movielens("ml-100k", "ml-100k", ("u.data", "u.item"), formats.parse_ml100k, {
         "u.data": "6e47046882bad158b0efbb84cd5cb987",
         "u.item": "c9e7f390115d79079537301d5204f3f7",
         "u.user": "1b53539edc13caad0282c8500608a319",
@@ -101,14 +104,14 @@ _SPECS = (
         "ub.base": "e4ce94f6e01e45f65b91a70bb9e8da2f",
         "ub.test": "5292d1e388d156aa0c19c384cdf35aca",
     }, "MovieLens 100K: 100,000 ratings 1-5 of 1,682 movies by 943 users (1997-98)", 5),
-    _movielens("ml-1m", "ml-1m", ("ratings.dat", "movies.dat"), "parse_ml_dat",
+    _movielens("ml-1m", "ml-1m", ("ratings.dat", "movies.dat"), formats.parse_ml_dat,
                {"ratings.dat": "a89aa3591bc97d6d4e0c89459ff39362"},
                "MovieLens 1M: 1,000,209 ratings 1-5 of 3,706 movies by 6,040 users (2000-03)", 6),
-    _movielens("ml-10m", "ml-10M100K", ("ratings.dat", "movies.dat"), "parse_ml_dat", {},
+    _movielens("ml-10m", "ml-10M100K", ("ratings.dat", "movies.dat"), formats.parse_ml_dat, {},
                "MovieLens 10M: 10,000,054 half-star ratings of 10,677 movies by 69,878 users (unverified)", 65),
-    _movielens("ml-20m", "ml-20m", ("ratings.csv", "movies.csv"), "parse_ml_csv", {},
+    _movielens("ml-20m", "ml-20m", ("ratings.csv", "movies.csv"), formats.parse_ml_csv, {},
                "MovieLens 20M: 20,000,263 half-star ratings of 26,744 movies by 138,493 users (unverified)", 200),
-    _movielens("ml-latest-small", "ml-latest-small", ("ratings.csv", "movies.csv"), "parse_ml_csv", {
+    _movielens("ml-latest-small", "ml-latest-small", ("ratings.csv", "movies.csv"), formats.parse_ml_csv, {
         "ratings.csv": "325a6f09399d1c45671f187505e1a100",
         "movies.csv": "ed94fab72b62442ef8150d9446e000d6",
         "links.csv": "316913f95cdad64c745ca22f3630e230",
@@ -122,15 +125,15 @@ _SPECS = (
         explicit=True,
         threshold=4.0,
         description="Netflix Prize training set: ~100M ratings 1-5 (supply it yourself in <dir>/netflix/)",
-        parser="parse_netflix",
+        parser=formats.parse_netflix,
         archive="none",
     ),
     _implicit("lastfm-360k", "https://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz",
-              "lastfm-dataset-360K", ("usersha1-artmbid-artname-plays.tsv",), "parse_lastfm360k", {},
+              "lastfm-dataset-360K", ("usersha1-artmbid-artname-plays.tsv",), formats.parse_lastfm360k, {},
               "Last.fm 360K: ~17.5M (user, artist, plays) rows of ~360K users (unverified)", archive="tar.gz",
               approx_bytes=550_000_000),
     _implicit("lastfm-2k", f"{_GROUPLENS}/hetrec2011/hetrec2011-lastfm-2k.zip", "hetrec2011-lastfm-2k",
-              ("user_artists.dat", "artists.dat"), "parse_lastfm2k", {
+              ("user_artists.dat", "artists.dat"), formats.parse_lastfm2k, {
                   "user_artists.dat": "85f04141f44f8ff69953bdbd62728bf5",
                   "artists.dat": "83efeb9e14f896d408ddab658052ff52",
                   "tags.dat": "42c3c2e41013d8f8ae7d275029698abe",
@@ -138,7 +141,7 @@ _SPECS = (
                   "user_taggedartists.dat": "4e05d78541bbb0ee9b1672edf6c07e60",
               }, "HetRec 2011 Last.fm 2K: 92,834 (user, artist, plays) rows, 1,892 users, 17,632 artists", flat=True,
               approx_bytes=2_600_000),
-    _implicit("pinterest-20", _NCF_DATA, "pinterest-20", ("pinterest-20.train.rating", "pinterest-20.test.rating"), "parse_pinterest", {},
+    _implicit("pinterest-20", _NCF_DATA, "pinterest-20", ("pinterest-20.train.rating", "pinterest-20.test.rating"), formats.parse_pinterest, {},
               "Pinterest-20 of the NCF paper (He et al. 2017): pins of 55,187 users on 9,916 images (unverified)",
               archive="files", approx_bytes=30_000_000),
 )

@@ -72,6 +72,11 @@ class HeldoutSplit:
     test_user_ids: np.ndarray
 
     @property
+    def task(self) -> str:
+        """The models it is for (:attr:`training.recommender.Recommender.task`)."""
+        return "topk"
+
+    @property
     def n_items(self) -> int:
         return int(self.train.shape[1])
 
@@ -96,6 +101,11 @@ class RatingSplit:
     user_ids: np.ndarray
     item_ids: np.ndarray
     train_time: Optional[sp.csr_matrix] = None
+
+    @property
+    def task(self) -> str:
+        """The models it is for (:attr:`training.recommender.Recommender.task`)."""
+        return "rating"
 
     @property
     def n_users(self) -> int:

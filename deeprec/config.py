@@ -45,6 +45,9 @@ class DeepRecConfig:
         (PyTorch adds the decay to the gradients); ``--weight_decay`` is the
         decoupled (AdamW) kind, which differs for adaptive optimizers.
       seed: seed of the initial weights and of the dropout noise.
+      major: ``users`` (rows are users: the user-based model) or ``items``
+        (``--major items``: the runner trains on the transposed split, rows
+        are items); the model itself only sees rows.
     """
 
     n_items: int
@@ -58,8 +61,11 @@ class DeepRecConfig:
     aug_step: int = 1
     lam: float = 0.0
     seed: int = 0
+    major: str = "users"
 
     def __post_init__(self) -> None:
+        if self.major not in ("users", "items"):
+            raise ConfigError(f"major must be users or items, got {self.major!r}")
         try:
             hidden = tuple(int(h) for h in self.hidden)
         except (TypeError, ValueError):
@@ -93,3 +99,16 @@ class DeepRecConfig:
           **params: any field of this class (the runner passes only those).
         """
         return cls(n_items=int(n_items), n_users=int(n_users), **params)
+
+
+# The tuner's search space (training.tune; main.py --tune): run setting -> distribution.
+DEEPREC_SPACE = {
+    "model_params.major": ("choice", ["users", "items"]),
+    "model_params.hidden": ("choice", [(256,), (500,), (128, 128), (512, 512, 1024)]),
+    "model_params.activation": ("choice", ["selu", "elu", "sigmoid", "tanh"]),
+    "model_params.drop_prob": ("float", 0.0, 0.8),
+    "model_params.aug_step": ("choice", [0, 1]),
+    "optim.lr": ("log", 1e-4, 1e-2),
+    "optim.weight_decay": ("log", 1e-3, 10.0),
+    "optim.batch_size_train": ("choice", [32, 64, 128]),
+}

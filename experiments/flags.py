@@ -13,19 +13,33 @@ absl's global ``FLAGS``):
 Every user mistake is one line ``error: ...`` on stderr and exit status 2: a
 bad flag value (parsed like main.py's ``_parse_flags``) or a
 :class:`data.errors.TfcfError` raised by the command.
+
+Both entry points also take main.py's ``--tf_logs``: TensorFlow's C++
+start-up noise (CUDA plugin registration, cuInit on a machine without a GPU)
+stays off the console unless it is given or ``TFCF_TF_LOGS=1`` (main.py's
+:mod:`cli.tf_logs`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
+from cli import tf_logs
+
 Define = Callable[[flags.FlagValues], None]
 Body = Callable[[flags.FlagValues, list], int]
+
+flags.disclaim_key_flags()  # --tf_logs, defined here, belongs to the program's module: --help lists it
+
+
+def define_tf_logs(fv: flags.FlagValues) -> None:
+    """main.py's ``--tf_logs`` on ``fv``."""
+    flags.DEFINE_bool("tf_logs", False, "Show TensorFlow's C++ start-up log lines (CUDA plugin registration, cuInit "
+                      "on CPU machines), hidden by default; also TFCF_TF_LOGS=1.", flag_values=fv)
 
 
 def parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
@@ -55,23 +69,27 @@ def main(define: Define, body: Body, argv: Sequence[str], prog: str) -> int:
     """Parses ``argv`` (without the program name) into fresh flags and runs ``body``; returns the exit status."""
     fv = flags.FlagValues()
     define(fv)
+    define_tf_logs(fv)
     try:
         args = fv([prog, *map(str, argv)])
     except flags.Error as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    tf_logs.import_tensorflow(show=fv.tf_logs)  # nothing more where TensorFlow is already imported
     return guarded(body, fv, args[1:])
 
 
 def cli(define: Define, body: Body) -> None:
     """The ``__main__`` entry point: flags on absl's ``FLAGS`` (listed by ``--help``), then ``app.run``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+    tf_logs.default_level()  # before TensorFlow is first imported
     from absl import logging
 
     fv = flags.FLAGS
     define(fv)  # defined from the program's module: --help lists them
+    define_tf_logs(fv)
 
     def run(argv: list) -> int:
+        tf_logs.import_tensorflow(show=fv.tf_logs)
         # TensorFlow's savers log every checkpoint at INFO through absl: keep the console to our own lines.
         logging.set_verbosity(logging.WARNING)
         return guarded(body, fv, argv[1:])

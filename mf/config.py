@@ -129,3 +129,18 @@ class MultiTaskConfig(_RatingMatrix):
                  "--factorization_weight and --regression_weight are both 0: nothing to train")
         _require(self.bpr_form in BPR_FORMS,
                  f"unknown --bpr_form '{self.bpr_form}'; use {' or '.join(BPR_FORMS)}")
+
+
+# The tuner's search spaces (training.tune; main.py --tune): run setting -> distribution.
+MF_SPACE = {
+    "model_params.rank": ("int", 5, 100),
+    "model_params.lam": ("log", 1e-3, 1.0),
+    "optim.lr": ("log", 1e-3, 1e-2),
+}
+MULTITASK_SPACE = {
+    "model_params.embedding_dim": ("choice", [16, 32, 64]),
+    "model_params.shared_embeddings": ("choice", [True, False]),
+    "model_params.factorization_weight": ("float", 0.0, 1.0),
+    "optim.weight_decay": ("log", 1e-3, 1.0),
+    "optim.lr": ("log", 3e-4, 3e-3),
+}

@@ -42,7 +42,7 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     """Writes the model's weights, config and id maps under ``export_dir/model``.
 
     Args:
-      model: a :class:`training.model.Model`, or a baseline with ``save``/``load``.
+      model: a :class:`training.recommender.Recommender` (it writes its own weights).
       family: the model family name of :mod:`training.families` (``vae``, ``ease``...).
       item_ids: [n_items] original item ids of the model's columns.
       user_ids: [n_users] original ids of the training rows (rating models).
@@ -51,18 +51,13 @@ def save(model, export_dir: str | Path, family: str, item_ids: np.ndarray, user_
     """
     folder = Path(export_dir) / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "evaluate_step") and hasattr(model, "get_config"):
-        tf.train.Checkpoint(model=model.state()).write(str(folder / "weights"))
-        config = model.get_config()
-    else:
-        model.save(folder / "baseline.npz")
-        config = {}
+    model.write(folder)
     ids = {"item_ids": id_array(item_ids)}
     if user_ids is not None:
         ids["user_ids"] = id_array(user_ids)
     files.save_npz(folder / "ids.npz", **ids)
     files.write_json(folder / "titles.json", {str(k): v for k, v in (titles or {}).items()})
-    files.write_json(folder / "model.json", {"family": family, "config": config, **(extra or {})})
+    files.write_json(folder / "model.json", {"family": family, "config": model.get_config(), **(extra or {})})
     return folder
 
 
@@ -143,7 +138,7 @@ class RatingServer(tf.Module):
     string ids). Item-based DeepRec runs every item row per call.
 
     Args:
-      model: the trained model (``predict_rows``; ``predict_pairs`` for pair models).
+      model: the trained Recommender (its ``predict_pairs`` where it ``scores_pairs``, else ``predict_rows``).
       known: float32 CSR [n_rows, n_cols] of :func:`known_rows` (the model's orientation).
       row_ids, col_ids: original ids of the rows and columns (users and items; items and users for
         ``rows_are_items``).
@@ -156,7 +151,7 @@ class RatingServer(tf.Module):
         super().__init__()
         self.model = model
         self.rows_are_items = bool(rows_are_items)
-        self.pairs = getattr(model, "input_kind", "rows") != "rows" and hasattr(model, "predict_pairs")
+        self.pairs = model.scores_pairs
         user_ids, item_ids = (col_ids, row_ids) if rows_are_items else (row_ids, col_ids)
         self.user_table, self.user_ids, user_dtype, _ = _id_table(user_ids)
         self.item_table, self.item_ids, item_dtype, self._pad = _id_table(item_ids)
@@ -258,13 +253,11 @@ def save_rating_serving(model, split, export_dir: str | Path, major: str = "user
     return path
 
 
-def write_saved_model(model, family, split, export_dir: str | Path, major: str = "users") -> Path:
-    """The SavedModel of any family at ``<export_dir>/saved_model/1/`` (top-k or rating signatures)."""
-    if family.task == "rating":
+def write_saved_model(model, split, export_dir: str | Path, major: str = "users") -> Path:
+    """The SavedModel of any Recommender at ``<export_dir>/saved_model/1/`` (top-k or rating signatures)."""
+    if model.task == "rating":
         return save_rating_serving(model, split, export_dir, major)
-    score = model if family.trainable else model.score
-    return save_serving(lambda sp_rows: score(sp_rows), split.item_ids, export_dir,
-                        owner=model if family.trainable else None)
+    return save_serving(model.predict_rows, split.item_ids, export_dir, owner=model)
 
 
 # --- what predict and recommend need besides the weights (read by serving.loader.load_known) ----------------------------------------
@@ -278,7 +271,7 @@ def known_rows(split) -> tuple[sp.csr_matrix, np.ndarray]:
     Returns:
       (float32 CSR [n_rows, n_cols], [n_rows] original row ids).
     """
-    if hasattr(split, "train_user_ids"):
+    if split.task == "topk":
         parts = [split.train, split.val_input + split.val_target, split.test_input + split.test_target]
         ids = np.concatenate([split.train_user_ids, split.val_user_ids, split.test_user_ids])
         return sp.vstack(parts, format="csr", dtype=np.float32), ids
@@ -311,7 +304,7 @@ def save_known(export_dir: str | Path, split, major: str = "users") -> Path:
     known, row_ids = known_rows(split)
     arrays = {"data": known.data, "indices": known.indices, "indptr": known.indptr,
               "shape": np.asarray(known.shape, np.int64), "row_ids": id_array(row_ids)}
-    if not hasattr(split, "train_user_ids") and known.nnz:
+    if split.task == "rating" and known.nnz:
         arrays["item_mean"], arrays["global_mean"] = _fallback_stats(known, major)
         arrays["rating_range"] = np.array([known.data.min(), known.data.max()], np.float64)
     folder = Path(export_dir) / MODEL_DIR

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from data import files, pipeline
-from data.errors import ConfigError, TrainingError
+from data.errors import ConfigError, TrainingError, first_line
 from training import families as family_table
 
 MODEL_DIR = "model"
@@ -36,11 +36,7 @@ KNOWN_FILE = "known.npz"
 RETRAIN = "retrain with --train --fresh or point --export_dir at a finished run"
 
 
-def _reason(err: BaseException) -> str:
-    """The first line of an exception's message (TensorFlow's run over several), kept short."""
-    text = getattr(err, "message", None) or str(err) or type(err).__name__
-    line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
+_reason = first_line
 
 
 def damaged(path: Path, problem: str) -> TrainingError:
@@ -103,13 +99,9 @@ def load(export_dir: str | Path, families: Optional[dict] = None) -> tuple[Any, 
     config = meta.get("config", {})
     if not isinstance(config, dict):
         raise damaged(meta_path, '"config" is not an object')
-    if not getattr(family, "trainable", True) and not (folder / "baseline.npz").is_file():
-        raise damaged(folder / "baseline.npz", "missing (a partial export?)")
     try:
         model = family.rebuild(folder, config)
-        if getattr(family, "trainable", True):
-            restore_weights(model, folder)
-    except TrainingError as e:  # the baselines' own loader names the file; add how to fix it
+    except TrainingError as e:  # the model's reader names the file; add how to fix it
         raise (e if RETRAIN in str(e) else TrainingError(f"{e}; {RETRAIN}")) from None
     except (TypeError, ValueError, KeyError) as e:  # from_config: the config does not fit the model
         raise damaged(meta_path, f"its config does not fit the '{name}' model ({_reason(e)})") from None
@@ -121,35 +113,16 @@ def load(export_dir: str | Path, families: Optional[dict] = None) -> tuple[Any, 
 
 
 def restore_weights(model, folder: Path) -> None:
-    """Restores weights written by :func:`serving.export.save` into a freshly built model.
+    """Reads the weights :func:`serving.export.save` wrote in ``folder`` into a freshly built model.
 
     Raises:
-      TrainingError: ``weights.index`` or a ``weights.data-*`` file is
-        missing, truncated or corrupt, or holds another model's weights.
+      TrainingError: a weights file is missing, truncated or corrupt, or
+        holds another model's weights (one line naming it).
     """
-    folder = Path(folder)
-    prefix = folder / "weights"
-    index = folder / "weights.index"
-    if not index.is_file():
-        raise damaged(index, "missing (a partial export?)")
-    shards = sorted(folder.glob("weights.data-*-of-*"))
-    total = shards[0].name.rsplit("-of-", 1)[-1] if shards else "00001"
-    wanted = [folder / f"weights.data-{i:05d}-of-{total}" for i in range(int(total) if total.isdigit() else 1)]
-    absent = [p for p in wanted if not p.is_file()]
-    if absent:
-        raise damaged(absent[0], "missing (a partial export?)")
-    model.ensure_built()
     try:
-        tf.train.Checkpoint(model=model.state()).read(str(prefix)).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
-        try:  # reads the index alone: if that works, a data file is at fault
-            tf.train.load_checkpoint(str(prefix))
-            culprit = wanted[0] if len(wanted) == 1 else folder / "weights.data-*"
-        except (tf.errors.OpError, ValueError, IndexError, OSError):
-            culprit = index
-        mismatch = isinstance(e, AssertionError) or (isinstance(e, ValueError) and "incompatible" in str(e))
-        what = "holds weights that do not fit the model of model.json" if mismatch else "truncated or corrupt"
-        raise damaged(culprit, f"{what} ({_reason(e)})") from None
+        model.read(Path(folder))
+    except TrainingError as e:
+        raise (e if RETRAIN in str(e) else TrainingError(f"{e}; {RETRAIN}")) from None
 
 
 def load_known(export_dir: str | Path) -> dict:
@@ -240,18 +213,6 @@ def write_output(output: Union[str, Path], write, mode: str = "w") -> Path:
         return files.atomic_write(path, write, mode=mode)
     except OSError as e:
         raise ConfigError(f"--output {path}: cannot write it ({e.strerror or e})") from None
-
-
-def score_rows(model, inputs: tf.SparseTensor, rows=None) -> tf.Tensor:
-    """Scores [b, I] of any exported model (a trained model or a closed-form baseline).
-
-    Args:
-      inputs: SparseTensor [b, I] of the users' known items.
-      rows: int32 [b] training-row indices of the users, where known.
-    """
-    if hasattr(model, "predict_rows"):
-        return model.predict_rows(inputs, rows)
-    return tf.convert_to_tensor(model.score(inputs))
 
 
 def lookup(ids: np.ndarray, wanted: Sequence) -> np.ndarray:
@@ -351,4 +312,4 @@ def row_scores(exp: Exported, rows: np.ndarray, batch_size: int = 1000):
     batches = pipeline.row_batches(exp.known[rows], batch_size)
     for start, inputs in zip(range(0, len(rows), batch_size), batches):
         index = tf.constant(rows[start:start + batch_size], tf.int32)
-        yield start, np.asarray(score_rows(exp.model, inputs, index))
+        yield start, np.asarray(exp.model.predict_rows(inputs, index))

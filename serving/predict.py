@@ -59,7 +59,7 @@ def model_predictions(exp: Exported, row: np.ndarray, col: np.ndarray, batch_siz
     if not len(row):
         return out
     model = exp.model
-    if getattr(model, "input_kind", "rows") != "rows" and hasattr(model, "predict_pairs"):
+    if model.scores_pairs:
         for lo in range(0, len(row), batch_size * 100):
             hi = lo + batch_size * 100
             out[lo:hi] = np.asarray(model.predict_pairs(tf.constant(row[lo:hi], tf.int32),

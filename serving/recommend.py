@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from data.errors import ConfigError, DatasetError
 from serving import loader
-from serving.loader import check_output, score_rows, write_output
+from serving.loader import check_output, write_output
 from training import metrics
 
 
@@ -78,7 +78,7 @@ def recommend(export_dir: str | Path | loader.Exported, items: Sequence, k: int 
     cols = np.unique(_columns(item_ids, items))
     rows = tf.SparseTensor(np.stack([np.zeros_like(cols), cols], 1), np.full(len(cols), value, np.float32),
                            [1, len(item_ids)])
-    scores = metrics.mask_seen(score_rows(exp.model, rows), rows)
+    scores = metrics.mask_seen(exp.model.predict_rows(rows), rows)
     top = tf.math.top_k(scores, k=min(k, len(item_ids) - len(cols)))
     out = []
     for col, score in zip(top.indices.numpy()[0], top.values.numpy()[0]):
@@ -143,7 +143,7 @@ def recommend_lists(export_dir: str | Path | loader.Exported, item_lists: Sequen
         flat = np.concatenate([cols[b] for b in part])
         inputs = tf.SparseTensor(np.stack([rows, flat], 1).astype(np.int64), np.full(len(flat), value, np.float32),
                                  [len(part), len(item_ids)])
-        scores = np.array(metrics.mask_seen(score_rows(exp.model, inputs), inputs), np.float32)
+        scores = np.array(metrics.mask_seen(exp.model.predict_rows(inputs), inputs), np.float32)
         top, values = _top_k(scores, k)
         for j, b in enumerate(part):
             keep = np.isfinite(values[j])

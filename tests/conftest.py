@@ -52,3 +52,20 @@ def run_main(*args) -> int:
         return main.main(["main.py"])
     finally:
         flags.unparse_flags()
+
+
+def main_process(*args, check: bool = True, env_extra=None, log_level: str = "2"):
+    """main.py in a fresh process, as a user runs it: the CompletedProcess (text stdout/stderr).
+
+    ``check``: raise with both streams when it exits non-zero.
+    """
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": log_level, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"main.py {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -37,9 +37,9 @@ def test_popularity_counts_users_per_item():
     # an explicit stored zero -> counts [2, 1, 2, 0].
     train = sp.csr_matrix((np.array([1, 1, 1, 1, 1, 0.0]),
                            (np.array([0, 0, 1, 1, 2, 2]), np.array([0, 2, 0, 1, 2, 3]))), shape=(3, 4))
-    model = Popularity().fit(train)
+    model = Popularity().solve(train)
     np.testing.assert_array_equal(model.counts, [2, 1, 2, 0])
-    scores = model.score(to_sparse_tensor(train[:2]))
+    scores = model.predict_rows(to_sparse_tensor(train[:2]))
     assert scores.dtype == tf.float32
     np.testing.assert_array_equal(scores.numpy(), [[2, 1, 2, 0], [2, 1, 2, 0]])
 
@@ -48,7 +48,7 @@ def test_popularity_counts_duplicates_once():
     # Two stored entries for (user 0, item 1) are one user.
     train = sp.csr_matrix((np.ones(3), np.array([1, 1, 0]), np.array([0, 2, 3])), shape=(2, 2))
     assert not train.has_canonical_format
-    np.testing.assert_array_equal(Popularity().fit(train).counts, [1, 1])
+    np.testing.assert_array_equal(Popularity().solve(train).counts, [1, 1])
 
 
 # ---------------------------------------------------------------- EASE
@@ -67,39 +67,39 @@ def constrained_ridge(x, lam):
 @pytest.mark.parametrize("seed,lam", [(0, 3.0), (1, 0.5), (2, 40.0)])
 def test_ease_closed_form_equals_constrained_least_squares(seed, lam):
     train = random_clicks(seed)
-    model = EASE(lam=lam).fit(train)
+    model = EASE(ease_lambda=lam).solve(train)
     reference = constrained_ridge(train.toarray().astype(np.float64), lam)
     assert model.B.dtype == np.float32 and np.all(np.diag(model.B) == 0)
     np.testing.assert_allclose(model.B, reference, atol=1e-5)
     # score = X_u B.
     users = to_sparse_tensor(train[3:9])
-    np.testing.assert_allclose(model.score(users).numpy(), train[3:9].toarray() @ reference, atol=1e-5)
+    np.testing.assert_allclose(model.predict_rows(users).numpy(), train[3:9].toarray() @ reference, atol=1e-5)
 
 
 def test_ease_scores_inside_tf_function():
     train = random_clicks(3)
-    model = EASE(lam=2.0).fit(train)
-    scored = tf.function(model.score)(to_sparse_tensor(train))
-    np.testing.assert_allclose(scored.numpy(), model.score(to_sparse_tensor(train)).numpy(), rtol=1e-6)
+    model = EASE(ease_lambda=2.0).solve(train)
+    scored = tf.function(model.predict_rows)(to_sparse_tensor(train))
+    np.testing.assert_allclose(scored.numpy(), model.predict_rows(to_sparse_tensor(train)).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("lam", [0.0, -1.0, float("nan"), "big"])
 def test_ease_rejects_bad_lambda(lam):
-    with pytest.raises(ConfigError, match="EASE: lam must be"):
-        EASE(lam=lam)
+    with pytest.raises(ConfigError, match="--ease_lambda must be"):
+        EASE(ease_lambda=lam)
 
 
 # ---------------------------------------------------------------- both
 
-@pytest.mark.parametrize("make", [Popularity, lambda: EASE(lam=5.0)])
+@pytest.mark.parametrize("make", [Popularity, lambda: EASE(ease_lambda=5.0)])
 def test_save_load_round_trip_gives_identical_scores(tmp_path, make):
     train = random_clicks(4)
-    model = make().fit(train)
+    model = make().solve(train)
     path = tmp_path / "export" / "model.npz"
     model.save(path)
     loaded = type(model).load(str(path))
     batch = to_sparse_tensor(train[:5])
-    np.testing.assert_array_equal(loaded.score(batch).numpy(), model.score(batch).numpy())
+    np.testing.assert_array_equal(loaded.predict_rows(batch).numpy(), model.predict_rows(batch).numpy())
     assert [p.name for p in path.parent.iterdir()] == ["model.npz"]  # no temporary left behind
 
 
@@ -110,7 +110,7 @@ def test_load_errors_are_clear(tmp_path):
     garbage.write_text("not a zip")
     with pytest.raises(TrainingError, match=r"garbage\.npz: not a tfcf \.npz export"):
         Popularity.load(garbage)
-    Popularity().fit(random_clicks(0)).save(tmp_path / "pop.npz")
+    Popularity().solve(random_clicks(0)).save(tmp_path / "pop.npz")
     with pytest.raises(TrainingError, match=r"pop\.npz: holds a 'popularity' model, not 'ease'"):
         EASE.load(tmp_path / "pop.npz")
 
@@ -118,15 +118,15 @@ def test_load_errors_are_clear(tmp_path):
 @pytest.mark.parametrize("make", [Popularity, EASE])
 def test_usage_errors_are_clear(tmp_path, make):
     name = make.__name__
-    with pytest.raises(TrainingError, match=f"{name} is not fitted: call fit"):
-        make().score(to_sparse_tensor(random_clicks(0)))
+    with pytest.raises(TrainingError, match=f"{name} is not fitted: call solve"):
+        make().predict_rows(to_sparse_tensor(random_clicks(0)))
     with pytest.raises(TrainingError, match=f"{name} is not fitted"):
         make().save(tmp_path / "m.npz")
     with pytest.raises(ConfigError, match=r"the training matrix has shape \(3, 0\)"):
-        make().fit(sp.csr_matrix((3, 0)))
-    model = make().fit(random_clicks(0, n_items=7))
+        make().solve(sp.csr_matrix((3, 0)))
+    model = make().solve(random_clicks(0, n_items=7))
     with pytest.raises(ConfigError, match="the batch has 6 items but the model was fitted on 7"):
-        model.score(to_sparse_tensor(random_clicks(0, n_items=6)))
+        model.predict_rows(to_sparse_tensor(random_clicks(0, n_items=6)))
 
 
 # ---------------------------------------------------------------- real data
@@ -171,8 +171,8 @@ def test_ease_beats_popularity_beats_random_on_ml100k():
     def ndcg(scores):
         return metrics.finalize(metrics.topk_metrics(scores, targets, recall_ks=(), seen=inputs))["ndcg@100"]
 
-    ease = ndcg(EASE(lam=500.0).fit(train).score(inputs))
-    popularity = ndcg(Popularity().fit(train).score(inputs))
+    ease = ndcg(EASE(ease_lambda=500.0).solve(train).predict_rows(inputs))
+    popularity = ndcg(Popularity().solve(train).predict_rows(inputs))
     random = ndcg(np.random.default_rng(0).random(fold_in.shape).astype(np.float32))
     print(f"ml-100k NDCG@100: EASE {ease:.4f}, Popularity {popularity:.4f}, random {random:.4f}")
     assert ease > popularity > random

@@ -1,5 +1,6 @@
 """The command line: grouped --help with defaults, TensorFlow's start-up noise off, progress on long steps."""
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # TensorFlow's CUDA start-up lines on a CPU machine (see cli/tf_logs.py).
 TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog")
+# XLA's INFO lines at the first compile of a process (see cli/tf_logs.py).
+XLA_INFO = re.compile(r"XLA service|StreamExecutor device|Compiled cluster using XLA")
 
 
 def _main(*args, env_extra=None, drop=("TF_CPP_MIN_LOG_LEVEL", "TFCF_TF_LOGS")):
@@ -75,11 +78,11 @@ def test_help_lists_flags_under_their_group_with_defaults(help_text, heading, fl
 
 
 def test_help_shows_every_flag_once_with_a_default(help_text):
-    import cli
+    from cli import groups
     from absl import flags
 
     by_module = flags.FLAGS.flags_by_module_dict()
-    names = [f.name for group in cli.GROUPS for f in by_module[group.__name__]]
+    names = [f.name for group in groups.GROUPS for f in by_module[group.__name__]]
     assert len(names) == len(set(names)) > 70
     for name in names:
         assert len(re.findall(rf"^  --(\[no\])?{name}\b", help_text, re.M)) == 1, name
@@ -134,11 +137,19 @@ def test_tf_logs_turns_them_back_on(tmp_path):
         assert len([l for l in proc.stderr.splitlines() if l.startswith("error:")]) == 1
 
 
+def _import_quietly(fake_root, source: str, call: str) -> subprocess.CompletedProcess:
+    """``call`` of cli.tf_logs in a fresh Python whose ``tensorflow`` is a stand-in package of ``source``."""
+    (fake_root / "tensorflow").mkdir(exist_ok=True)
+    (fake_root / "tensorflow" / "__init__.py").write_text(source)
+    code = (f"import sys; sys.path.insert(0, {str(fake_root)!r}); sys.path.insert(1, {str(REPO)!r})\n"
+            f"from cli import tf_logs\n{call}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TFCF_TF_LOGS", "HOROVOD_RANK")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+
+
 def test_quiet_import_keeps_every_other_line_and_tracebacks(tmp_path):
     """A stand-in ``tensorflow`` that logs noise, a real line, then fails: only the noise is dropped."""
-    fake = tmp_path / "tensorflow"
-    fake.mkdir()
-    (fake / "__init__.py").write_text(
+    proc = _import_quietly(tmp_path,
         "import os, sys\n"
         "os.write(2, b'2026-01-01 E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:477] Unable to "
         "register cuFFT factory: Attempting to register factory\\n')\n"
@@ -146,16 +157,48 @@ def test_quiet_import_keeps_every_other_line_and_tracebacks(tmp_path):
         "os.write(2, b'E0000 00:00:1.2 28062 cuda_dnn.cc:8310] Unable to register cuDNN factory: x\\n')\n"
         "os.write(2, b'a real C++ line\\n')\n"
         "print('a Python warning', file=sys.stderr)\n"
-        "raise RuntimeError('broken install')\n")
-    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); sys.path.insert(1, {str(REPO)!r})\n"
-            "from cli import tf_logs\n"
-            "tf_logs.import_tensorflow()\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "TFCF_TF_LOGS"})
+        "raise RuntimeError('broken install')\n", "tf_logs.import_tensorflow()")
     assert proc.returncode == 1
     assert "a real C++ line" in proc.stderr and "a Python warning" in proc.stderr
     assert "Traceback" in proc.stderr and "RuntimeError: broken install" in proc.stderr
     assert not TF_NOISE.search(proc.stderr), proc.stderr
+
+
+def test_xla_run_prints_no_xla_info_lines(mirror, tmp_path):
+    """absl's INFO lines of the first XLA compile (service, device, "Compiled cluster") stay off stderr."""
+    proc = _main("--train", "--xla", "--model", "dae", "--hidden_layers", "32", "--latent_dim", "16",
+                 "--number_of_epochs", "1", "--export_dir", tmp_path / "run", "--data_dir", tmp_path / "data",
+                 "--data_mirror", mirror)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/1" in proc.stdout
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train"]["xla"] is True
+    assert not XLA_INFO.search(proc.stderr) and not TF_NOISE.search(proc.stderr), proc.stderr
+
+
+def test_quiet_xla_compile_keeps_every_other_line(tmp_path):
+    """A stand-in ``tensorflow`` whose XLA compile logs its INFO lines and a real error: only the INFO lines go."""
+    proc = _import_quietly(tmp_path,
+        "import os, types\n"
+        "config = types.SimpleNamespace(list_physical_devices=lambda: [])\n"
+        "constant = float\n"
+        "def function(f, jit_compile=None):\n"
+        "    def compiled(x):\n"
+        "        os.write(2, b'I0000 00:00:1.2 4448 service.cc:148] XLA service 0x5646d91b4d30 initialized for '\n"
+        "                    b'platform Host (this does not guarantee that XLA will be used). Devices:\\n')\n"
+        "        os.write(2, b'I0000 00:00:1.2 4448 service.cc:156]   StreamExecutor device (0): Host, Default '\n"
+        "                    b'Version\\n')\n"
+        "        os.write(2, b'E0000 00:00:1.3 4448 xla_compiler.cc:99] a real XLA error\\n')\n"
+        "        os.write(2, b'I0000 00:00:1.4 4448 device_compiler.h:188] Compiled cluster using XLA!  This line '\n"
+        "                    b'is logged at most once for the lifetime of the process.\\n')\n"
+        "        return f(x)\n"
+        "    return compiled\n", "tf_logs.import_tensorflow(xla=True)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "E0000 00:00:1.3 4448 xla_compiler.cc:99] a real XLA error\n"
+    # The stand-in package is in place from the call above.
+    shown = _import_quietly(tmp_path, (tmp_path / "tensorflow" / "__init__.py").read_text(),
+                            "tf_logs.import_tensorflow(xla=True, show=True)")
+    # --tf_logs: no capture and no stand-in compile (TensorFlow, imported later, logs by itself).
+    assert shown.returncode == 0 and shown.stderr == ""
 
 
 # --- progress -------------------------------------------------------------------------------------------
@@ -190,12 +233,12 @@ def test_ease_says_when_it_solves_a_large_system(capsys, monkeypatch):
 
     train = sp.random(40, 30, density=0.2, format="csr", random_state=0)
     train.data[:] = 1
-    ease.EASE(lam=5.0).fit(train)
+    ease.EASE(ease_lambda=5.0).solve(train)
     assert capsys.readouterr().out == ""  # 30 items: instant, quiet
     monkeypatch.setattr(ease, "PROGRESS_ITEMS", 10)
-    ease.EASE(lam=5.0).fit(train, verbose=False)
+    ease.EASE(ease_lambda=5.0).solve(train, verbose=False)
     assert capsys.readouterr().out == ""
-    ease.EASE(lam=5.0).fit(train)
+    ease.EASE(ease_lambda=5.0).solve(train)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "ease: solving a 30 x 30 system (about 0.0 GiB)..." and re.fullmatch(r"ease: solved in [\d.]+ s",
                                                                                            out[1])

@@ -1,10 +1,20 @@
 """experiments/completion: the report's 'n m k' file format, its errors, training and the predictions file."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from data.errors import DatasetError
 from experiments import completion
+
+REPO = Path(__file__).resolve().parent.parent
+# TensorFlow's CUDA start-up lines on a CPU machine (see cli/tf_logs.py and tests/test_cli.py).
+TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog")
 
 GOOD = """3 4 3
 0 1 5
@@ -139,3 +149,19 @@ def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
         assert completion.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith(message) and err.count("\n") == 1, (argv, err)
+
+
+def test_command_line_prints_no_tensorflow_cuda_lines(tmp_path):
+    """``python -m experiments.completion`` keeps TensorFlow's start-up noise off stderr, as main.py does."""
+    path, _ = _low_rank_file(tmp_path)
+    out = tmp_path / "answers.txt"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFCF_TF_LOGS")}
+    proc = subprocess.run([sys.executable, "-m", "experiments.completion", str(path), str(out), "--rank", "4",
+                           "--batch_size_train", "100", "--number_of_epochs", "1", "--quiet"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 100
+    assert not TF_NOISE.search(proc.stderr), proc.stderr
+    # The in-process entry point takes main.py's --tf_logs too (TensorFlow is already started here: nothing to show).
+    assert completion.main([str(path), str(out), "--rank", "4", "--number_of_epochs", "1", "--quiet",
+                            "--tf_logs"]) == 0

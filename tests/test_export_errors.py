@@ -45,8 +45,8 @@ def make_export(folder, family: str = "mf"):
     else:
         from baselines.popularity import Popularity
 
-        export.save(Popularity().fit(train), folder, "popularity", ITEMS, titles=titles, extra={"task": "topk"})
-    export.save_known(folder, types.SimpleNamespace(train=train, user_ids=USERS))
+        export.save(Popularity().solve(train), folder, "popularity", ITEMS, titles=titles, extra={"task": "topk"})
+    export.save_known(folder, types.SimpleNamespace(task="rating", train=train, user_ids=USERS))
     return folder
 
 

@@ -95,8 +95,13 @@ def test_a_fifo_is_written_in_place(tmp_path):
 
 
 class _Baseline:
-    def save(self, path):
-        files.save_npz(path, w=np.ones(2))
+    """The part of the Recommender protocol the export writer uses."""
+
+    def write(self, folder):
+        files.save_npz(folder / "baseline.npz", w=np.ones(2))
+
+    def get_config(self):
+        return {}
 
 
 def test_exported_ids_are_written_atomically(tmp_path, monkeypatch):

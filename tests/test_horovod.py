@@ -193,7 +193,7 @@ def test_loss_trajectory_matches_one_process_with_the_same_global_batch(job, spl
     # A plain one-process run with batch 2 x BATCH groups the users differently (consecutive blocks of
     # the epoch's permutation instead of one block from each half), so its losses only track the job's:
     # measured within 0.6% per epoch; asserted within 1%.
-    data = make_datasets(families.get("dae").cls(), split, OptimConfig(batch_size_train=2 * BATCH),
+    data = make_datasets(families.get("dae").cls, split, OptimConfig(batch_size_train=2 * BATCH),
                                 SEED, distribute.Distribution())
     plain_losses, _ = _train_alone(split, data.train, data.steps_per_epoch, 2 * BATCH, tmp_path / "plain")
     np.testing.assert_allclose(hvd_losses, plain_losses, rtol=0.01)

@@ -1,24 +1,15 @@
 """main.py end to end on real ML-100K: train, resume, test alone, benchmark, recommend, serving, errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import main_process
+
 
 
 def _main(*args, env_extra=None, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"main.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return main_process(*args, env_extra=env_extra, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +100,11 @@ def test_saved_model_serving_signature(trained):
     ([], "nothing to do"),
     (["--train", "--model", "transformer"], "unknown model 'transformer'"),
     (["--test", "--export_dir", "/nonexistent/run"], "holds no run (no run.json)"),
-    (["--train", "--optimizer", "adamax"], "unknown optimizer"),
+    (["--train", "--optimizer", "adamax"], "--optimizer=adamax: value should be one of"),
 ])
 def test_user_mistakes_get_one_line_and_exit_2(args, message, mirror, tmp_path):
-    proc = _main(*args, "--data_mirror", str(mirror), "--data_dir", str(tmp_path), "--number_of_epochs", "1",
-                 check=False)
+    proc = _main("--export_dir", str(tmp_path / "run"), *args, "--data_mirror", str(mirror), "--data_dir",
+                 str(tmp_path), "--number_of_epochs", "1", check=False)
     assert proc.returncode == 2, proc.stderr
     err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(err) == 1 and message in err[0], proc.stderr

@@ -279,7 +279,7 @@ def test_item_list_reads_as_top_ratings_for_a_user_based_rating_model(tmp_path_f
     cols = sorted(int(np.flatnonzero(ids["item_ids"] == i)[0]) for i in (1, 50))
     # The listed items are fed as the highest training rating (5 on ML-100K), not as 1-star ratings.
     row = tf.SparseTensor([[0, c] for c in cols], [5.0, 5.0], [1, len(ids["item_ids"])])
-    masked = recommend.score_rows(model, row).numpy()[0]
+    masked = model.predict_rows(row).numpy()[0]
     masked[cols] = -np.inf
     top = np.argsort(-masked, kind="stable")[:5]
     recs = recommend.recommend(run, [1, 50], k=5)

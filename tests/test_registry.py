@@ -18,7 +18,7 @@ def test_names_are_the_documented_ones():
 def test_spec_is_consistent(name):
     spec = registry.get_spec(name)
     assert spec.name == name
-    assert callable(getattr(formats, spec.parser))
+    assert callable(spec.parser) and spec.parser.__module__ == formats.__name__
     assert spec.archive in ("zip", "tar.gz", "files", "none")
     assert (spec.url is None) == (name == "netflix")
     if spec.url is not None:

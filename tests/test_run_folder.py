@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import main_process
 from data.errors import ConfigError, TrainingError
 from training import compare, runner
 from data.prepare import prepare
@@ -23,12 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _main(*args, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"main.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return main_process(*args, check=check, log_level="3")
 
 
 def _errors(proc) -> list[str]:

@@ -23,7 +23,6 @@ list mixing both is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Sequence, Union
@@ -94,9 +93,7 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
     info = {}
     for i, name in enumerate(names):
         run_dir = out_dir / name
-        cfg = dataclasses.replace(base, model=name, modes=("train", "test"), export_dir=str(run_dir),
-                                  train=dataclasses.replace(base.train, export_dir=str(run_dir)),
-                                  replace_mismatch=True, reuse_finished=not base.train.fresh)
+        cfg = base.in_series(run_dir, model=name)
         if verbose:
             print(f"compare: model {i + 1}/{len(names)}: {name} in {run_dir}", flush=True)
         results = runner.run(cfg)

@@ -89,6 +89,8 @@ class RunConfig:
         on the command line; a run-reading mode refuses those that contradict
         the run folder. None: every key counts as given (library callers).
       command: the command line, recorded in the manifest and used in advice.
+      settings: the config file or preset the flags came from (its path and
+        provenance), recorded in the manifest.
       replace_mismatch: a run folder of another setup is moved aside and
         retrained instead of refused (``--compare`` does this and says why).
       reuse_finished: return a finished run's results instead of testing it
@@ -110,8 +112,19 @@ class RunConfig:
     warm_start: Optional[str] = None
     explicit: Optional[frozenset] = None
     command: Optional[tuple[str, ...]] = None
+    settings: Optional[dict] = None
     replace_mismatch: bool = False
     reuse_finished: bool = False
+
+    def in_series(self, folder, **changes) -> "RunConfig":
+        """This run, trained and tested in ``folder`` as one of a series (``--compare``'s models, ``--seeds``).
+
+        A folder holding another setup's run is moved aside, a finished run of
+        this setup is reused (unless ``train.fresh``); ``changes`` replace fields.
+        """
+        return dataclasses.replace(self, modes=("train", "test"), export_dir=str(folder),
+                                   train=dataclasses.replace(self.train, export_dir=str(folder)),
+                                   replace_mismatch=True, reuse_finished=not self.train.fresh, **changes)
 
 
 # Keys of a manifest that may differ between invocations of one run: how long it trains and what

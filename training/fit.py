@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
@@ -22,6 +22,7 @@ import tensorflow as tf
 from data.errors import ConfigError
 from training import distribute, families, precision
 from training.config import OptimConfig, RunConfig
+from training.recommender import Recommender
 from training.trainer import Diverged, Trainer
 
 
@@ -88,45 +89,22 @@ def eval_batches(inputs, targets, batch_size: int, dist: distribute.Distribution
     return tf.data.Dataset.zip(pairs, rows).map(lambda p, r: {"input": p[0], "target": p[1], "row": r})
 
 
-class _FitShim:
-    """Pipeline choices of closed-form baselines: they are evaluated like top-k models."""
-
-    input_kind = "rows"
-    task = "topk"
-
-
-def make_datasets(model_cls, split, optim: OptimConfig, seed: int, dist: distribute.Distribution,
+def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist: distribute.Distribution,
                   xla: bool = False) -> Datasets:
-    """The train/validation/test pipelines a model of ``model_cls`` needs."""
+    """The train/validation/test pipelines ``model`` (a Recommender, or its class) needs."""
     from data import pipeline
 
     bs, bsv = optim.batch_size_train, optim.batch_size_validation
-    shard = dict(shard_index=dist.rank, num_shards=dist.size)
     train = split.train
-    kind = model_cls.input_kind
-    if kind == "rows":
-        n_rows = train.shape[0]
-        if xla:
-            # A fixed batch size keeps the compiled shapes few.
-            fn = lambda epoch: pipeline.xla_row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
-                                                        drop_remainder=True, **shard).map(lambda d: {"input": d})
-        else:
-            fn = lambda epoch: pipeline.row_batches(train, bs, shuffle=True, seed=seed, epoch=epoch,
-                                                    **shard).map(lambda sp: {"input": sp})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size, drop_remainder=xla)
-    elif kind == "triples":
-        n_rows = train.nnz
-        fn = lambda epoch: pipeline.rating_triples(train, bs, shuffle=True, seed=seed, epoch=epoch, **shard).map(
-            lambda u, i, r: {"user": u, "item": i, "rating": r})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
-    elif kind == "bpr":
-        n_rows = train.nnz
-        fn = lambda epoch: pipeline.bpr_triples(train, bs, seed=seed, epoch=epoch, **shard).map(
-            lambda u, p, n, r: {"user": u, "pos": p, "neg": n, "rating": r})
-        steps = pipeline.steps_per_epoch(n_rows, bs, dist.size)
-    else:
-        raise ValueError(f"unknown input kind {kind}")
-    if model_cls.task == "topk":
+    feed = pipeline.TRAIN_INPUTS.get(model.input_kind)
+    if feed is None:
+        raise ValueError(f"unknown input kind {model.input_kind!r}; data.pipeline.TRAIN_INPUTS has "
+                         f"{', '.join(pipeline.TRAIN_INPUTS)}")
+    xla = xla and feed.xla
+    n_rows = feed.units(train)
+    fn = lambda epoch: feed.batches(train, bs, seed, epoch, dist.rank, dist.size, xla)
+    steps = pipeline.steps_per_epoch(n_rows, bs, dist.size, drop_remainder=xla)
+    if model.task == "topk":
         val = (split.val_input, split.val_target)
         test = (split.test_input, split.test_target)
     else:
@@ -146,9 +124,8 @@ def make_datasets(model_cls, split, optim: OptimConfig, seed: int, dist: distrib
 
 
 def datasets_for(family: families.Family, split, cfg: RunConfig, dist: distribute.Distribution) -> Datasets:
-    """:func:`make_datasets` for a family (baselines are evaluated like top-k row models)."""
-    return make_datasets(family.cls() if family.trainable else _FitShim, split, cfg.optim, cfg.seed, dist,
-                         xla=cfg.train.xla and family.trainable)
+    """:func:`make_datasets` for a family's model."""
+    return make_datasets(family.cls, split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
 
 
 # --- models -------------------------------------------------------------------------
@@ -167,30 +144,14 @@ def build_model(family: families.Family, split, params: dict, policy: str):
 
 def model_config(family: families.Family, split, params: dict, seed: int) -> dict:
     """The resolved hyper-parameters of a run (every default filled in), as recorded in its manifest."""
-    if family.trainable:
-        return dataclasses.asdict(family.make_config(_dims(family, split), {**params, "seed": seed}))
-    return family.resolved_baseline_params(params)
+    return dataclasses.asdict(family.make_config(_dims(family, split), {**params, "seed": seed}))
 
 
-class _ScoreEvaluator:
-    """The evaluation step of a closed-form top-k baseline."""
-
-    def __init__(self, baseline) -> None:
-        self.baseline = baseline
-
-    def evaluate_step(self, batch):
-        from training import metrics
-
-        return metrics.topk_metrics(self.baseline.score(batch["input"]), batch["target"], seen=batch["input"])
-
-
-def evaluate_model(model, family: families.Family, dataset: tf.data.Dataset, dist) -> dict[str, float]:
-    """Metrics of a trained or fitted model on an evaluation dataset (see :func:`training.trainer.evaluate`)."""
+def evaluate_model(model: Recommender, dataset: tf.data.Dataset, dist) -> dict[str, float]:
+    """Metrics of a trained or solved model on an evaluation dataset (see :func:`training.trainer.evaluate`)."""
     from training import trainer
 
-    if family.trainable:
-        return trainer.evaluate(tf.function(model.evaluate_step, reduce_retracing=True), dataset, dist)
-    return trainer.evaluate(_ScoreEvaluator(model).evaluate_step, dataset, dist)
+    return trainer.evaluate(tf.function(model.evaluate_step, reduce_retracing=True), dataset, dist)
 
 
 # --- the one fit --------------------------------------------------------------------
@@ -226,7 +187,7 @@ def warm_start_weights(model, folder: str | Path) -> None:
 
 
 def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, policy: Optional[str] = None,
-        observe_data: bool = True) -> FitResult:
+        observe_data: bool = True, on_validation: Optional[Callable[[int, dict], None]] = None) -> FitResult:
     """Trains (or fits) ``cfg.model`` on ``split`` in the run folder ``cfg.train.export_dir``.
 
     Resumes from the folder's latest checkpoint unless ``cfg.train.fresh``;
@@ -240,6 +201,9 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
         transposed for item-based DeepRec.
       dist: the distribution (single process if None).
       policy: the dtype policy (None: from ``cfg.use_amp``).
+      on_validation: (epoch, validation metrics) after each validation (see
+        :meth:`training.trainer.Trainer.fit`); not called for a closed-form
+        model (its one validation is the result).
       observe_data: let the model record training statistics it needs at
         inference (see :meth:`training.model.Model.observe_training_data`).
 
@@ -252,13 +216,13 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     policy = policy or precision.policy_name(cfg.use_amp)
     t0 = time.perf_counter()
     data = datasets_for(family, split, cfg, dist)
-    if not family.trainable:
-        model = family.fit_baseline(split.train, cfg.model_params, verbose=dist.is_chief and cfg.train.verbose)
+    model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
+    if model.closed_form:
+        model.solve(split.train, verbose=dist.is_chief and cfg.train.verbose)
         summary = {"epochs": 0, "train_seconds": time.perf_counter() - t0}
         if data.validation is not None:
-            summary["validation"] = evaluate_model(model, family, data.validation(), dist)
+            summary["validation"] = evaluate_model(model, data.validation(), dist)
         return FitResult(model, summary, data)
-    model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
     if observe_data:
         model.observe_training_data(split.train)
     if cfg.warm_start:
@@ -267,7 +231,7 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     trainer = Trainer(model, optimizer, cfg.train, dist, policy)
     diverged = None
     try:
-        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation)
+        history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation, on_validation)
     except Diverged as err:
         diverged, history = err, err.history
         trainer.restore_latest()

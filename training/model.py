@@ -11,15 +11,17 @@ needs more than one update per batch (DeepRec's dense re-feeding) or a counter
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import keras
 import tensorflow as tf
 
+from data.errors import TrainingError, first_line
 from training import precision
+from training.recommender import Recommender, Stats  # noqa: F401 (Stats: the models' evaluate_step type)
 
-Stats = dict[str, tuple[tf.Tensor, tf.Tensor]]
+WEIGHTS = "weights"  # the checkpoint prefix of an export's weights
 
 
 def initializer_seeds(seed: int) -> Iterator[int]:
@@ -66,60 +68,35 @@ class Updater:
         return loss, logs
 
 
-class Model(keras.Model):
-    """Base class of tfcf's trainable models.
+class Model(keras.Model, Recommender):
+    """Base class of tfcf's trainable models: a Keras model implementing :class:`Recommender`.
 
-    Class attributes tell the engine what the model needs:
-      input_kind: ``rows`` (a batch of sparse rows, ``{'input': SparseTensor}``),
-        ``triples`` (``{'user', 'item', 'rating'}``) or ``bpr`` (``{'user',
-        'pos', 'neg', 'rating'}``).
-      task: ``topk`` (heldout-users split, ranking metrics) or ``rating``
-        (rating split, RMSE).
-      main_metric / higher_is_better: how the best checkpoint is chosen.
+    A subclass sets the protocol's class attributes (``task``, ``input_kind``,
+    ``main_metric``...) and ``config_class``, and implements ``compute_loss``,
+    ``evaluate_step``, ``dummy_batch`` and, where its default ``self(inputs)``
+    does not fit, ``predict_rows``.
     """
-
-    input_kind: ClassVar[str] = "rows"
-    task: ClassVar[str] = "topk"
-    main_metric: ClassVar[str] = "ndcg@100"
-    higher_is_better: ClassVar[bool] = True
-    config_class: ClassVar[type] = None
 
     def __init__(self, config, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config = config
+
+    @classmethod
+    def create(cls, config) -> "Model":
+        model = cls(config)
+        model.ensure_built()
+        return model
 
     # --- what subclasses implement -------------------------------------------------
     def compute_loss(self, batch: dict[str, Any], training: bool = True) -> tuple[tf.Tensor, dict]:
         """Returns (scalar float32 loss, dict of scalar float32 logs)."""
         raise NotImplementedError
 
-    def evaluate_step(self, batch: dict[str, Any]) -> Stats:
-        """Summable (sum, count) statistics of one evaluation batch."""
-        raise NotImplementedError
-
     def dummy_batch(self) -> dict[str, Any]:
         """A tiny batch of the model's input kind, used to build its weights."""
         raise NotImplementedError
 
-    def observe_training_data(self, train) -> None:
-        """Called once by the engine with the training CSR [n_rows, n_items] before training.
-
-        Models that need statistics of their training data at inference (DeepRec's fallback for
-        columns without training ratings) record them here, in non-trainable weights that are
-        checkpointed and exported. The default records nothing.
-        """
-
     def predict_rows(self, inputs: tf.SparseTensor, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """Scores (top-k models) or predicted ratings (rating models) of every item.
-
-        Args:
-          inputs: SparseTensor [b, I], the rows' known items/ratings.
-          rows: int32 [b] row indices (users) in the training split, for models
-            that embed users (matrix factorization); None for new users.
-
-        Returns:
-          float32 [b, I].
-        """
         return self(inputs, training=False)
 
     def updates_per_step(self) -> int:
@@ -149,8 +126,38 @@ class Model(keras.Model):
         return {f"{i:03d}_{v.name}": v for i, v in enumerate(self.variables)}
 
     def get_config(self) -> dict:
-        return dataclasses.asdict(self.config)
+        return Recommender.get_config(self)
 
     @classmethod
     def from_config(cls, config: dict) -> "Model":
         return cls(cls.config_class(**config))
+
+    # --- files -------------------------------------------------------------------------
+    def write(self, folder: Path) -> None:
+        """Writes every variable (:meth:`state`) as the checkpoint ``folder/weights``."""
+        tf.train.Checkpoint(model=self.state()).write(str(Path(folder) / WEIGHTS))
+
+    def read(self, folder: Path) -> None:
+        """Restores :meth:`write`'s checkpoint, checking its files first (one line naming a bad one)."""
+        folder = Path(folder)
+        prefix, index = folder / WEIGHTS, folder / f"{WEIGHTS}.index"
+        if not index.is_file():
+            raise TrainingError(f"{index}: missing (a partial export?)")
+        shards = sorted(folder.glob(f"{WEIGHTS}.data-*-of-*"))
+        total = shards[0].name.rsplit("-of-", 1)[-1] if shards else "00001"
+        wanted = [folder / f"{WEIGHTS}.data-{i:05d}-of-{total}" for i in range(int(total) if total.isdigit() else 1)]
+        absent = [p for p in wanted if not p.is_file()]
+        if absent:
+            raise TrainingError(f"{absent[0]}: missing (a partial export?)")
+        self.ensure_built()
+        try:
+            tf.train.Checkpoint(model=self.state()).read(str(prefix)).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
+            try:  # reads the index alone: if that works, a data file is at fault
+                tf.train.load_checkpoint(str(prefix))
+                culprit = wanted[0] if len(wanted) == 1 else folder / f"{WEIGHTS}.data-*"
+            except (tf.errors.OpError, ValueError, IndexError, OSError):
+                culprit = index
+            mismatch = isinstance(e, AssertionError) or (isinstance(e, ValueError) and "incompatible" in str(e))
+            what = "holds weights that do not fit the model of model.json" if mismatch else "truncated or corrupt"
+            raise TrainingError(f"{culprit}: {what} ({first_line(e)})") from None

@@ -41,7 +41,7 @@ MANIFEST = "run.json"
 RESULTS = "results.json"
 LOCK = ".lock"
 # Recorded for the reader, not part of what the run is.
-RECORD_ONLY_KEYS = frozenset({"tfcf_version", "created", "command"})
+RECORD_ONLY_KEYS = frozenset({"tfcf_version", "created", "command", "settings"})
 # What a run folder holds once anything was written into it.
 RUN_ENTRIES = ("checkpoints", "best", "model", "saved_model", RESULTS, MANIFEST)
 
@@ -196,7 +196,7 @@ def manifest_of(cfg, model_config: dict, info: dict, fingerprint: str, policy: s
     data = dataclasses.asdict(cfg.data)
     data.update(protocol=info["protocol"], checksums=info.get("checksums"), split_fingerprint=fingerprint)
     manifest = {"tfcf_version": version(), "created": datetime.datetime.now().isoformat(timespec="seconds"),
-                "command": list(cfg.command) if cfg.command else None,
+                "command": list(cfg.command) if cfg.command else None, "settings": cfg.settings,
                 "model": {"family": cfg.model, "config": model_config,
                           "major": cfg.model_params.get("major", "users")},
                 "seed": cfg.seed, "data": data}

@@ -135,11 +135,11 @@ def split_of_run(export_dir: str | Path, data_dir: Optional[str] = None, mirror:
 # --- modes --------------------------------------------------------------------------
 def _export(cfg: RunConfig, family: families.Family, model, split, titles: dict, info: dict) -> None:
     export_dir = Path(cfg.export_dir)
-    export.save(model, export_dir, cfg.model, split.item_ids, getattr(split, "user_ids", None), titles,
+    export.save(model, export_dir, cfg.model, split.item_ids, split.user_ids if split.task == "rating" else None, titles,
                 extra={"task": family.task, "dataset": info["dataset"], "protocol": info["protocol"],
                        "major": info.get("major", "users")})
     export.save_known(export_dir, split, info.get("major", "users"))
-    export.write_saved_model(model, family, split, export_dir, info.get("major", "users"))
+    export.write_saved_model(model, split, export_dir, info.get("major", "users"))
 
 
 def _continue_command(cfg: RunConfig) -> str:
@@ -187,7 +187,8 @@ def _tensorboard_record(cfg: RunConfig, manifest: dict, results: dict) -> None:
     writer.close()
 
 
-def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, titles: dict, info: dict):
+def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, titles: dict, info: dict,
+          on_validation=None):
     """Trains (or fits) the model and exports the best one. Returns (model, summary dict).
 
     Raises:
@@ -195,7 +196,7 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
         message gives the command that continues from them at a lower learning rate.
     """
     family = families.get(cfg.model)
-    result = fit.fit(cfg, split, dist, policy)
+    result = fit.fit(cfg, split, dist, policy, on_validation=on_validation)
     diverged = result.diverged
     usable = diverged is None or diverged.last_checkpoint is not None or (result.summary.get("best") is not None)
     if dist.is_chief and usable:
@@ -221,7 +222,7 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
     Trains a fresh model in a temporary folder: the run's checkpoints are untouched.
     """
     family = families.get(cfg.model)
-    if not family.trainable:
+    if family.closed_form:
         raise ConfigError(f"--benchmark times training epochs; '{cfg.model}' has no training loop")
     epochs = cfg.warm_up_epochs + cfg.benchmark_epochs
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,7 +246,7 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
     return summary
 
 
-def run(cfg: RunConfig) -> dict:
+def run(cfg: RunConfig, on_validation=None) -> dict:
     """Runs the modes of ``cfg`` in order (train, test, benchmark) in its run folder.
 
     The folder is locked for the whole call; its manifest decides whether this
@@ -269,7 +270,7 @@ def run(cfg: RunConfig) -> dict:
     folder = RunFolder(cfg.export_dir)
     command = " ".join(cfg.command) if cfg.command else "a tfcf run"
     with folder.lock(command) if dist.is_chief else contextlib.nullcontext():
-        return _run_in_folder(cfg, modes, dist, folder)
+        return _run_in_folder(cfg, modes, dist, folder, on_validation)
 
 
 def _check_warm_start(source_dir: str, manifest: dict) -> None:
@@ -286,7 +287,7 @@ def _check_warm_start(source_dir: str, manifest: dict) -> None:
                           f"not fit this one")
 
 
-def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) -> dict:
+def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on_validation=None) -> dict:
     t0 = time.perf_counter()
     # Training: the chief alone judges the folder (workers would race its move-aside); the others
     # follow it through the trainer's barrier and broadcast. Reading modes: every worker adopts the manifest.
@@ -315,7 +316,7 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) ->
         split = split.transpose()
         info["major"] = "items"
     manifest = manifest_of(cfg, fit.model_config(family, split, cfg.model_params, cfg.seed), info,
-                           split_fingerprint(split), policy, dist.size, family.trainable)
+                           split_fingerprint(split), policy, dist.size, not family.closed_form)
     if cfg.warm_start and "train" in modes and old is None:
         _check_warm_start(cfg.warm_start, manifest)
     if old is not None:
@@ -350,7 +351,7 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) ->
     if "train" in modes:
         results.pop("test", None)  # it scored the weights this training replaces
         try:
-            model, summary = train(cfg, split, dist, policy, titles, info)
+            model, summary = train(cfg, split, dist, policy, titles, info, on_validation)
         except _DivergedRun as err:
             results["train"] = err.summary
             results.pop("validation", None)
@@ -367,7 +368,7 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder) ->
                 raise ConfigError(f"{cfg.export_dir} holds a '{meta['family']}' model, not '{cfg.model}'; "
                                   f"pass --model {meta['family']}")
         data = fit.datasets_for(family, split, cfg, dist)
-        results["test"] = fit.evaluate_model(model, family, data.test(), dist)
+        results["test"] = fit.evaluate_model(model, data.test(), dist)
         shown = {k: round(v, 4) for k, v in results["test"].items() if not k.endswith("/count")}
         _say(dist, cfg, f"test: {json.dumps(shown)}")
     if "benchmark" in modes:

@@ -234,7 +234,8 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------
     def fit(self, train_data: Callable[[int], tf.data.Dataset], steps_per_epoch: int, rows_per_epoch: int,
-            validation_data: Optional[Callable[[], tf.data.Dataset]] = None) -> History:
+            validation_data: Optional[Callable[[], tf.data.Dataset]] = None,
+            on_validation: Optional[Callable[[int, dict], None]] = None) -> History:
         """Trains until ``config.epochs`` (resuming from the latest checkpoint).
 
         Args:
@@ -243,6 +244,9 @@ class Trainer:
           steps_per_epoch: steps of one epoch on this worker (for progress/ETA).
           rows_per_epoch: users (or ratings) of one epoch on all workers (users/s).
           validation_data: () -> the validation dataset of this worker.
+          on_validation: called with (epoch, validation metrics) after each
+            validated epoch is checkpointed; what it raises stops training
+            there (a tuner's pruning), the run resumable as after a kill.
 
         Returns:
           The :class:`History`; the best validated weights are saved in ``best/``.
@@ -309,6 +313,8 @@ class Trainer:
             history.epochs.append(record)
             self._save(history)
             self._summaries(record)
+            if on_validation is not None and "validation" in record:
+                on_validation(epoch + 1, record["validation"])
             if chief and cfg.verbose:
                 done = time.perf_counter() - run_start
                 eta = done / (epoch + 1 - start) * (cfg.epochs - epoch - 1)

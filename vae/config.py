@@ -49,3 +49,20 @@ class VAEConfig:
         kwargs.setdefault("hidden", ())
         kwargs.setdefault("lam", 0.001)
         return cls(n_items=n_items, **{**kwargs, "variational": False})
+
+
+# The tuner's search spaces (training.tune; main.py --tune): run setting -> distribution.
+VAE_SPACE = {
+    "model_params.hidden": ("choice", [(), (300,), (600,)]),
+    "model_params.latent": ("choice", [100, 200, 400]),
+    "model_params.lam": ("log", 1e-5, 1e-1),
+    "model_params.dropout": ("float", 0.2, 0.7),
+    "model_params.anneal_cap": ("float", 0.0, 0.5),
+    "optim.lr": ("log", 3e-4, 3e-3),
+}
+DAE_SPACE = {
+    "model_params.latent": ("choice", [100, 200, 400]),
+    "model_params.lam": ("log", 1e-5, 1e-1),
+    "model_params.dropout": ("float", 0.2, 0.7),
+    "optim.lr": ("log", 3e-4, 3e-3),
+}
