@@ -38,7 +38,8 @@ FLAG_KEYS = {
     "number_of_epochs": ("train.epochs",), "validation_step": ("train.validation_step",),
     "patience": ("train.patience",), "warm_start": ("warm_start",),
     "dataset": ("data.dataset",), "protocol": ("data.protocol",), "threshold": ("data.threshold",),
-    "heldout_users": ("data.val_users", "data.test_users"), "min_uc": ("data.min_uc",), "fold": ("data.fold",),
+    "heldout_users": ("data.val_users", "data.test_users"), "val_users": ("data.val_users",),
+    "test_users": ("data.test_users",), "min_uc": ("data.min_uc",), "fold": ("data.fold",),
     "test_fraction": ("data.test_fraction",), "val_fraction": ("data.val_fraction",),
     "time_window": ("data.time_window",), "user_col": ("data.user_col",), "item_col": ("data.item_col",),
     "rating_col": ("data.rating_col",), "time_col": ("data.time_col",), "sep": ("data.sep",),
@@ -59,7 +60,8 @@ TRAINING_FLAGS = ("lr", "optimizer", "weight_decay", "batch_size_train", "lr_mil
                   "number_of_epochs", "validation_step", "patience", "xla", "use_tf_amp", "warm_start", "logdir")
 # Flags of one preparation protocol.
 PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window": ("time",),
-                  "heldout_users": ("heldout",), "min_uc": ("heldout",), "val_fraction": ("random", "fold")}
+                  "heldout_users": ("heldout",), "val_users": ("heldout",), "test_users": ("heldout",),
+                  "min_uc": ("heldout",), "val_fraction": ("random", "fold")}
 
 
 def _check_applicable(models: list[str]) -> None:
@@ -78,6 +80,12 @@ def _check_applicable(models: list[str]) -> None:
             used |= param in fam.cls.param_names()
         if not used:
             raise ConfigError(f"--{flag} does not apply to {what}; drop it (--help lists each model's flags)")
+    if FLAGS["metrics"].present:
+        if any(fam.task != "topk" for fam in fams):
+            raise ConfigError(f"--metrics names ranking metrics of top-k models; {what} report RMSE")
+        from training import metrics
+
+        metrics.parse_ranking(FLAGS.metrics)
     if all(fam.closed_form for fam in fams):
         for flag in TRAINING_FLAGS:
             if FLAGS[flag].present:
@@ -134,7 +142,7 @@ def _tune() -> int:
     out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}-tune")
     result = tune.tune(configs(settings), families.get(FLAGS.model).space, FLAGS.trials, out)
     fixed = {name: FLAGS[name].value for name in FLAG_KEYS if FLAGS[name].present and name not in NOT_PRESET}
-    found = {**fixed, **_as_flags({**result.added, **result.best_params})}
+    found = {**fixed, **_as_flags(result.best_params)}
     path = Path(out) / "preset.toml"
     config_file.write(path, found, {
         "chosen_by": "python main.py " + " ".join(sys.argv[1:]),
@@ -180,13 +188,16 @@ def configs(settings=None):
     params["hidden"] = tuple(int(h) for h in FLAGS.hidden_layers) if FLAGS.hidden_layers is not None else None
     params["layer_sizes"] = tuple(int(s) for s in FLAGS.layer_sizes) if FLAGS.layer_sizes else None
     params["shared_embeddings"] = False if FLAGS.no_shared_embeddings else None
-    heldout = FLAGS.heldout_users if FLAGS.heldout_users < 1 else int(FLAGS.heldout_users)
+    users = lambda v: v if v < 1 else int(v)  # a fraction, or a count
+    heldout = users(FLAGS.heldout_users)
+    val_users = heldout if FLAGS.val_users is None else users(FLAGS.val_users)
+    test_users = heldout if FLAGS.test_users is None else users(FLAGS.test_users)
     explicit = {key: f"--{flag}" for flag, keys in FLAG_KEYS.items() if FLAGS[flag].present for key in keys}
     return RunConfig(
         model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
         data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
                         protocol=FLAGS.protocol, threshold=FLAGS.threshold, min_uc=FLAGS.min_uc,
-                        val_users=heldout, test_users=heldout, time_window=FLAGS.time_window,
+                        val_users=val_users, test_users=test_users, time_window=FLAGS.time_window,
                         fold=FLAGS.fold, test_fraction=FLAGS.test_fraction, val_fraction=FLAGS.val_fraction,
                         user_col=FLAGS.user_col, item_col=FLAGS.item_col, rating_col=FLAGS.rating_col,
                         time_col=FLAGS.time_col, sep=FLAGS.sep),
@@ -199,6 +210,7 @@ def configs(settings=None):
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
         warm_start=FLAGS.warm_start, explicit=explicit, command=("main.py", *sys.argv[1:]),
+        metrics=tuple(FLAGS.metrics) if FLAGS.metrics else None,
         settings=settings.record() if settings is not None else None)
 
 
@@ -301,8 +313,14 @@ def main(argv) -> int:
 
             settings = _settings(presets=False)
             _check_applicable(compare.parse_models(FLAGS.compare))
+            seeds = None
+            if FLAGS.seeds is not None:
+                from training import repeats
+
+                seeds = repeats.parse_seeds(FLAGS.seeds)
             compare.compare(FLAGS.compare, configs(settings), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
-                                                                                             FLAGS.compare))
+                                                                                             FLAGS.compare),
+                            seeds=seeds)
             return 0
         from training import runner
 

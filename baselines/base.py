@@ -187,7 +187,8 @@ class ClosedForm(Recommender, tf.Module):
         return self._score(inputs, self._on_device)
 
     def evaluate_step(self, batch) -> Stats:
-        return metrics.topk_metrics(self.predict_rows(batch["input"]), batch["target"], seen=batch["input"])
+        return metrics.topk_metrics(self.predict_rows(batch["input"]), batch["target"], seen=batch["input"],
+                                    names=self.ranking_metrics)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -18,10 +18,15 @@ flags.DEFINE_float("heldout_users", 0.1, "--protocol heldout: validation and tes
 flags.DEFINE_integer("min_uc", 5, "--protocol heldout: keep users with at least this many positives.")
 flags.DEFINE_string("fold", "u1", "--protocol fold: ML-100K's official fold u1..u5, ua or ub.")
 flags.DEFINE_float("test_fraction", 0.05, "--protocol random: fraction of the ratings held out for testing.")
-flags.DEFINE_float("val_fraction", 0.0, "--protocol random/fold: fraction of the training ratings moved to a "
-                   "validation slice (best checkpoint, early stopping).")
+flags.DEFINE_float("val_fraction", None, "--protocol random/fold: fraction of the training ratings moved to a "
+                   "validation slice (best checkpoint, early stopping; default 0.05; 0: none).")
 flags.DEFINE_string("time_window", "3m", "--protocol time: full, 3m, 6m, 1y (DeepRec's Netflix windows) or dates "
                     "TRAIN_START..TRAIN_END,TEST_START..TEST_END for your own data.")
 
-flags.register_validator("heldout_users", lambda v: math.isfinite(v) and v > 0,
-                         message="--heldout_users must be a fraction in (0, 1) or a count >= 1")
+flags.DEFINE_float("val_users", None, "--protocol heldout: validation users, a fraction (<1) or a count (default: "
+                   "--heldout_users).")
+flags.DEFINE_float("test_users", None, "--protocol heldout: test users, a fraction (<1) or a count (default: "
+                   "--heldout_users).")
+for _name in ("heldout_users", "val_users", "test_users"):
+    flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
+                             message=f"--{_name} must be a fraction in (0, 1) or a count >= 1")

@@ -18,8 +18,8 @@ flags.DEFINE_integer("batch_size_train", 100, lower_bound=1, help="Users per tra
                      "ML-20M-sized data.")
 flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.", lower_bound=1)
 flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).", lower_bound=1)
-flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement (default: never).",
-                     lower_bound=1)
+flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement (default: 5 for "
+                     "rating models, never for top-k models; 0: never).", lower_bound=0)
 flags.DEFINE_integer("warm_up_epochs", 1, "--benchmark: epochs left out of the timing.", lower_bound=0)
 flags.DEFINE_integer("benchmark_epochs", 3, "--benchmark: epochs timed after the warm-up.", lower_bound=1)
 

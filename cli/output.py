@@ -7,5 +7,6 @@ flags.DEFINE_enum("format", "text", ["text", "csv"], "Recommendations as text or
 flags.DEFINE_enum("unseen", "fallback", ["fallback", "model"], "--predict: a pair whose user or item has no "
                   "training rating gets the item's mean rating, else the global mean (fallback), or the model's "
                   "output as --test scores it (model).")
-flags.DEFINE_bool("clip_predictions", False, "--predict: clip predictions to the training rating range.")
+flags.DEFINE_bool("clip_predictions", True, "--predict: clip predictions to the training rating range "
+                  "(--noclip_predictions: the model's raw outputs).")
 flags.DEFINE_string("output", None, "--predict/--recommend*: the file to write (default: stdout).")

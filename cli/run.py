@@ -39,5 +39,8 @@ flags.DEFINE_bool("tune", False, "Search the model's hyper-parameters on validat
                   "into --export_dir (default: runs/<dataset>-<model>-tune).")
 flags.DEFINE_integer("trials", 20, "--tune: trials the study should hold (a second call adds the missing ones).",
                      lower_bound=1)
+flags.DEFINE_list("metrics", None, "Top-k models: the ranking metrics to report, NAME@K with NAME recall, ndcg, "
+                  "precision or hit (default: recall@20,recall@50,ndcg@100; ndcg@100 is always added: the best "
+                  "checkpoint is chosen on it).")
 flags.DEFINE_integer("seed", 0, "Seed of the data split, data order, weights and noise.")
 flags.DEFINE_string("logdir", None, "TensorBoard folder (default: <export_dir>/logs).")

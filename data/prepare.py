@@ -35,7 +35,10 @@ class DataConfig:
       min_uc, min_sc: heldout-users filters (users/items with at least that many positives).
       val_users, test_users: heldout users, a fraction (< 1) or a count.
       fold: ML-100K official fold for ``fold`` (``u1``..``u5``, ``ua``, ``ub``).
-      test_fraction, val_fraction: the ``random`` split.
+      test_fraction, val_fraction: the ``random`` split; ``val_fraction`` is
+        also the validation slice of ``fold`` (None: :data:`VAL_FRACTION`, so
+        that rating models validate, keep their best epoch and stop early by
+        default; 0: no validation).
       time_window: a ``data.protocols.NETFLIX_WINDOWS`` key for ``time``, or
         explicit dates ``TRAIN_START..TRAIN_END,TEST_START..TEST_END``.
       cache: reuse prepared splits from the cache.
@@ -54,7 +57,7 @@ class DataConfig:
     test_users: float = 0.1
     fold: str = "u1"
     test_fraction: float = 0.05
-    val_fraction: float = 0.0
+    val_fraction: Optional[float] = None
     time_window: str = "3m"
     cache: bool = True
     user_col: Optional[str] = None
@@ -69,6 +72,10 @@ class DataConfig:
 
         return CustomFormat(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
                             time_col=self.time_col, sep=self.sep)
+
+
+# The share of the training ratings a rating split moves to validation unless told otherwise.
+VAL_FRACTION = 0.05
 
 
 def default_protocol(task: str, dataset: str) -> str:
@@ -117,6 +124,7 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
         raise ConfigError("rating models need a rating split: --protocol fold, random or time")
     spec = registry.get_spec(cfg.dataset) if cfg.dataset in registry.names() else None
     progress = _ReadProgress(cfg.dataset) if verbose else None
+    val_fraction = VAL_FRACTION if cfg.val_fraction is None else cfg.val_fraction
     load = lambda: loader.load(cfg.dataset, cfg.data_dir, cfg.mirror, cfg.custom_format(), progress)
     if protocol == "heldout":
         threshold = cfg.threshold if cfg.threshold is not None else (spec.threshold if spec else None)
@@ -126,17 +134,17 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     elif protocol == "fold":
         if cfg.dataset != "ml-100k":
             raise ConfigError("--protocol fold is ML-100K's official folds u1..u5/ua/ub; use random or time")
-        pconfig = {"fold": cfg.fold, "val_fraction": cfg.val_fraction}
+        pconfig = {"fold": cfg.fold, "val_fraction": val_fraction}
 
         def build():
             from data import download
 
             split = protocols.official_fold(download.locate("ml-100k", cfg.data_dir, cfg.mirror), cfg.fold)
-            if cfg.val_fraction:
-                split = protocols.validation_slice(split, cfg.val_fraction, seed)
+            if val_fraction:
+                split = protocols.validation_slice(split, val_fraction, seed)
             return split
     elif protocol == "random":
-        pconfig = protocols.RandomSplitConfig(test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+        pconfig = protocols.RandomSplitConfig(test_fraction=cfg.test_fraction, val_fraction=val_fraction)
         build = lambda: protocols.random_split(load(), pconfig, seed)
     elif protocol == "time":
         pconfig = custom.time_window(cfg.time_window)

@@ -116,6 +116,7 @@ class DeepRec(Model):
     task = "rating"
     main_metric = "rmse"
     higher_is_better = False
+    default_patience = 5  # rating models stop early on their validation slice by default
 
     def __init__(self, config: DeepRecConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)

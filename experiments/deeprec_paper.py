@@ -127,7 +127,7 @@ def train(setup: Setup, split, label: str, params: dict, lr: Optional[float] = N
                         lr_gamma=setup.lr_gamma)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        tcfg = TrainConfig(epochs=setup.epochs, validation_step=1, export_dir=tmp, verbose=False,
+        tcfg = TrainConfig(epochs=setup.epochs, validation_step=1, export_dir=tmp, verbose=False, patience=0,
                            record_steps=record_steps, keep_checkpoints=1)
         result = fit.fit(RunConfig(model="deeprec", seed=setup.seed, export_dir=tmp, optim=optim, train=tcfg,
                                    model_params=dict(params)), split)

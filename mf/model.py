@@ -81,6 +81,7 @@ class MatrixFactorization(Model):
     task = "rating"
     main_metric = "rmse"
     higher_is_better = False
+    default_patience = 5  # rating models stop early on their validation slice by default
 
     def __init__(self, config: MFConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -193,6 +194,7 @@ class MultiTaskNet(Model):
     task = "rating"
     main_metric = "mrr"
     higher_is_better = True
+    default_patience = 5
 
     def __init__(self, config: MultiTaskConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)

@@ -169,7 +169,7 @@ def test_ease_beats_popularity_beats_random_on_ml100k():
     inputs, targets = to_sparse_tensor(fold_in), to_sparse_tensor(held_out)
 
     def ndcg(scores):
-        return metrics.finalize(metrics.topk_metrics(scores, targets, recall_ks=(), seen=inputs))["ndcg@100"]
+        return metrics.finalize(metrics.topk_metrics(scores, targets, names=("ndcg@100",), seen=inputs))["ndcg@100"]
 
     ease = ndcg(EASE(ease_lambda=500.0).solve(train).predict_rows(inputs))
     popularity = ndcg(Popularity().solve(train).predict_rows(inputs))

@@ -154,3 +154,34 @@ def test_main_compare_flag(compared, capsys):
 def test_default_folders_differ_by_task():
     assert str(compare.default_dir("ml-100k", "vae,ease")) == "runs/ml-100k-compare-topk"
     assert str(compare.default_dir("/data/my.csv", ["mf"])) == "runs/my.csv-compare-rating"
+
+
+def test_versus_best_by_hand():
+    from scipy import stats
+
+    rows = [{"model": "a", "test": {"ndcg@100": 0.40}, "values": {"ndcg@100": [0.41, 0.39, 0.40]}},
+            {"model": "b", "test": {"ndcg@100": 0.30}, "values": {"ndcg@100": [0.32, 0.28, 0.30]}},
+            {"model": "c", "test": {"ndcg@100": 0.399}, "values": {"ndcg@100": [0.42, 0.37, 0.407]}}]
+    out = compare.versus_best(rows, "ndcg@100")
+    assert out == {"metric": "ndcg@100", "best": "a", "alpha": 0.05} and rows[0]["versus_best"] == {"best": True}
+    # b is 0.09, 0.11, 0.10 below a: the one-sided paired t-test, as SciPy computes it.
+    p_b = stats.ttest_rel([0.41, 0.39, 0.40], [0.32, 0.28, 0.30], alternative="greater").pvalue
+    assert rows[1]["versus_best"] == {"p": pytest.approx(p_b), "below": True} and p_b < 0.01
+    assert rows[2]["versus_best"]["below"] is False  # -0.01, +0.02, -0.007: no consistent gap
+    # Lower is better for RMSE; the same gap on every seed has no spread and is below.
+    rmse = [{"model": "x", "test": {"rmse": 0.90}, "values": {"rmse": [0.9, 0.91]}},
+            {"model": "y", "test": {"rmse": 0.95}, "values": {"rmse": [0.95, 0.96]}}]
+    assert compare.versus_best(rmse, "rmse")["best"] == "x" and rmse[1]["versus_best"] == {"p": 0.0, "below": True}
+
+
+def test_compare_over_seeds_marks_the_weak_model(mirror, tmp_path):
+    cfg = base_config(mirror, tmp_path / "data")
+    report = compare.compare("popularity,ease", cfg, tmp_path / "cmp", verbose=False, seeds=[0, 1, 2])
+    pop, ease = report["models"]
+    assert report["versus"]["best"] == "ease" and ease["versus_best"] == {"best": True}
+    assert pop["versus_best"]["below"] and len(pop["values"]["ndcg@100"]) == 3
+    low, high = pop["interval"]["ndcg@100"]
+    assert low < pop["test"]["ndcg@100"] < high
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "seeds 0,1,2" in table and "| popularity |" in table and "below (p=" in table
+    assert (tmp_path / "cmp" / "ease" / "seed-2" / "results.json").is_file()

@@ -45,7 +45,7 @@ def tiny(tmp_path, monkeypatch):
                                checksums={"u.data": md5(U_DATA.encode()), "u.item": md5(U_ITEM.encode())})
     monkeypatch.setitem(registry._BY_NAME, "ml-100k", spec)
     cfg = DataConfig(dataset="ml-100k", mirror=str(tmp_path / "mirror"), data_dir=str(tmp_path / "cache"),
-                     protocol="random", test_fraction=0.2)
+                     protocol="random", test_fraction=0.2, val_fraction=0.0)
     return cfg, folder
 
 
@@ -196,3 +196,12 @@ def test_many_source_files_are_one_combined_md5(tmp_path, monkeypatch):
     col = list(edited.item_ids).index(17)
     row = list(edited.user_ids).index(2)
     assert edited.train[row, col] == 1 and split.train[row, col] == 4
+
+
+def test_rating_splits_validate_on_five_percent_by_default(mirror, tmp_path):
+    cfg = DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(tmp_path))
+    split, info = prepare(cfg, "rating", 0, verbose=False)  # the official fold u1: 80,000 training ratings
+    assert split.val.nnz + split.train.nnz == 80_000 and split.val.nnz == pytest.approx(4000, abs=150)
+    assert info["protocol"] == "fold"
+    none, _ = prepare(dataclasses.replace(cfg, val_fraction=0.0), "rating", 0, verbose=False)
+    assert none.val.nnz == 0 and none.train.nnz == 80_000

@@ -140,3 +140,31 @@ def test_bad_flags_get_one_line_and_exit_2(args, message, mirror, tmp_path):
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and message in err[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "run.json").exists()
+
+
+def test_validation_and_test_users_are_set_apart(mirror, tmp_path):
+    run = tmp_path / "run"
+    _main("--model", "popularity", "--train", "--test", "--val_users", "5", "--test_users", "0.3", "--export_dir", run,
+          "--data_mirror", str(mirror), "--data_dir", str(tmp_path / "d"))
+    results = json.loads((run / "results.json").read_text())
+    manifest = json.loads((run / "run.json").read_text())
+    assert results["validation"]["ndcg@100/count"] == 5
+    assert manifest["data"]["val_users"] == 5 and manifest["data"]["test_users"] == 0.3
+    assert results["test"]["ndcg@100/count"] > 250  # 30% of ML-100K's 943 users with 5+ clicks
+    bad = _main("--model", "popularity", "--train", "--val_users", "0", "--export_dir", run, check=False)
+    assert bad.returncode == 2 and "--val_users must be a fraction in (0, 1) or a count >= 1" in bad.stderr
+
+
+def test_metrics_flag_picks_the_ranking_metrics(mirror, tmp_path):
+    run = tmp_path / "run"
+    _main("--model", "ease", "--train", "--test", "--metrics", "precision@10,hit@10,recall@5", "--export_dir", run,
+          "--data_mirror", str(mirror), "--data_dir", str(tmp_path / "d"))
+    results = json.loads((run / "results.json").read_text())
+    shown = {k for k in results["test"] if not k.endswith("/count")}
+    assert shown == {"precision@10", "hit@10", "recall@5", "ndcg@100"}  # the main metric is always there
+    assert 0 < results["test"]["precision@10"] <= results["test"]["hit@10"] <= 1
+    assert set(results["test_interval"]) >= shown
+    bad = _main("--model", "mf", "--train", "--metrics", "ndcg@10", "--export_dir", run, check=False)
+    assert bad.returncode == 2 and "--metrics names ranking metrics of top-k models; mf report RMSE" in bad.stderr
+    bad = _main("--model", "ease", "--train", "--metrics", "map@10", "--export_dir", run, check=False)
+    assert bad.returncode == 2 and "'map@10' is not a ranking metric" in bad.stderr

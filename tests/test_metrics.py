@@ -48,6 +48,19 @@ def ref_ndcg(scores, targets, seen, k):
     return ref_per_user(scores, targets, seen, value)
 
 
+def ref_precision(scores, targets, seen, k):
+    def value(ranking, t):
+        kk = min(k, len(ranking))
+        return len(set(ranking[:kk]) & t) / kk
+    return ref_per_user(scores, targets, seen, value)
+
+
+def ref_hit(scores, targets, seen, k):
+    def value(ranking, t):
+        return float(bool(set(ranking[:min(k, len(ranking))]) & t))
+    return ref_per_user(scores, targets, seen, value)
+
+
 def ref_mrr(scores, targets, seen):
     def value(ranking, t):
         return np.mean([1.0 / (ranking.index(item) + 1) for item in t])
@@ -106,7 +119,8 @@ HAND_TARGETS = np.array([[0, 1, 0, 1, 0]], np.float32)
 
 
 def test_hand_recall_and_ndcg():
-    stats = metrics.topk_metrics(HAND_SCORES, sparse(HAND_TARGETS), recall_ks=(1, 2, 4), ndcg_ks=(2, 4))
+    stats = metrics.topk_metrics(HAND_SCORES, sparse(HAND_TARGETS),
+                                 names=("recall@1", "recall@2", "recall@4", "ndcg@2", "ndcg@4"))
     values = metrics.finalize(stats)
     # recall@1: top [3] holds 1 of min(1, 2) = 1 -> 1.
     assert values["recall@1"] == pytest.approx(1.0)
@@ -119,6 +133,37 @@ def test_hand_recall_and_ndcg():
     # ndcg@4: DCG = 1/log2(2) + 1/log2(5) (hits at ranks 1 and 4); IDCG as above.
     assert values["ndcg@4"] == pytest.approx((1.0 + 1.0 / math.log2(5)) / (1.0 + 1.0 / math.log2(3)), rel=1e-6)
     assert set(values) == {"recall@1", "recall@2", "recall@4", "ndcg@2", "ndcg@4"}
+
+
+def test_hand_precision_and_hit_rate():
+    stats = metrics.topk_metrics(HAND_SCORES, sparse(HAND_TARGETS),
+                                 names=("precision@1", "precision@2", "precision@4", "hit@1", "hit@3"))
+    values = metrics.finalize(stats)
+    # Ranking [3, 0, 2, 1, 4], held out {1, 3}: precision@1 = 1/1, @2 = 1/2, @4 = 2/4; a hit at rank 1.
+    assert values == pytest.approx({"precision@1": 1.0, "precision@2": 0.5, "precision@4": 0.5, "hit@1": 1.0,
+                                    "hit@3": 1.0})
+    # Seen item 3 moves to the end: [0, 2, 1, 4, 3]; the first hit is item 1 at rank 3.
+    seen = sparse(np.array([[0, 0, 0, 1, 0]], np.float32))
+    masked = metrics.finalize(metrics.topk_metrics(HAND_SCORES, sparse(HAND_TARGETS), seen=seen,
+                                                   names=("hit@2", "hit@3", "precision@3")))
+    assert masked == pytest.approx({"hit@2": 0.0, "hit@3": 1.0, "precision@3": 1 / 3})
+
+
+@pytest.mark.parametrize("names,main,expected", [
+    (["NDCG@100", " recall@20"], None, ("ndcg@100", "recall@20")),
+    (["recall@20", "hit@10"], "ndcg@100", ("recall@20", "hit@10", "ndcg@100")),
+    (["precision@05", "precision@5"], None, ("precision@5",)),
+])
+def test_parse_ranking(names, main, expected):
+    assert metrics.parse_ranking(names, main) == expected
+
+
+@pytest.mark.parametrize("bad", ["ndcg", "ndcg@0", "map@10", "recall@x"])
+def test_parse_ranking_refuses(bad):
+    from data.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a ranking metric"):
+        metrics.parse_ranking([bad])
 
 
 def test_hand_seen_masking_moves_the_ranking():
@@ -162,7 +207,7 @@ def test_k_larger_than_items_is_clipped():
 def test_users_without_targets_are_not_counted():
     scores = np.array([[0.1, 0.5, 0.9], [0.3, 0.2, 0.1]], np.float32)
     targets = sparse([[0, 0, 0], [1, 0, 0]])  # user 0 has none; user 1's target ranks 1st
-    stats = metrics.topk_metrics(scores, targets, recall_ks=(1,), ndcg_ks=(1,))
+    stats = metrics.topk_metrics(scores, targets, names=("recall@1", "ndcg@1"))
     stat_close(stats["recall@1"], (1.0, 1))
     stat_close(stats["ndcg@1"], (1.0, 1))
     stat_close(metrics.mrr(scores, targets), (1.0, 1))
@@ -175,7 +220,7 @@ def test_zero_valued_and_duplicate_target_entries():
     # the relevant set is {2} only, ranked 1st -> recall@1 = 1, mrr = 1.
     targets = tf.SparseTensor([[0, 2], [0, 1], [0, 2]], [1.0, 0.0, 1.0], [1, 3])
     scores = np.array([[0.1, 0.5, 0.9]], np.float32)
-    stat_close(metrics.topk_metrics(scores, targets, recall_ks=(1,), ndcg_ks=())["recall@1"], (1.0, 1))
+    stat_close(metrics.topk_metrics(scores, targets, names=("recall@1",))["recall@1"], (1.0, 1))
     stat_close(metrics.mrr(scores, targets), (1.0, 1))
     stat_close(metrics.squared_error(scores, targets), ((0.9 - 1.0) ** 2 * 2, 2))
 
@@ -203,7 +248,13 @@ def test_topk_metrics_match_reference(seed, use_seen):
     scores, targets, seen = random_case(seed)
     ref_seen = seen if use_seen else np.zeros_like(seen)
     seen_st = sparse(seen) if use_seen else None
-    stats = metrics.topk_metrics(scores, sparse(targets), recall_ks=(1, 5, 20), ndcg_ks=(3, 100), seen=seen_st)
+    stats = metrics.topk_metrics(scores, sparse(targets), seen=seen_st,
+                                 names=("recall@1", "recall@5", "recall@20", "ndcg@3", "ndcg@100", "precision@1",
+                                        "precision@7", "precision@50", "hit@1", "hit@4", "hit@50"))
+    for k in (1, 7, 50):  # 50 > 30 items: clipped
+        stat_close(stats[f"precision@{k}"], ref_stat(ref_precision(scores, targets, ref_seen, k)))
+    for k in (1, 4, 50):
+        stat_close(stats[f"hit@{k}"], ref_stat(ref_hit(scores, targets, ref_seen, k)))
     for k in (1, 5, 20):
         stat_close(stats[f"recall@{k}"], ref_stat(ref_recall(scores, targets, ref_seen, k)))
         per_user_close(metrics.recall_at_k(scores, sparse(targets), k, seen=seen_st),
@@ -257,7 +308,7 @@ def test_inside_tf_function_with_unknown_item_count():
 
     @tf.function(input_signature=[spec, sparse_spec, sparse_spec])
     def evaluate(s, t, z):
-        out = metrics.topk_metrics(s, t, recall_ks=(5, 20), ndcg_ks=(100,), seen=z)
+        out = metrics.topk_metrics(s, t, names=("recall@5", "recall@20", "ndcg@100"), seen=z)
         out["mrr"] = metrics.mrr(s, t, seen=z)
         return out
 

@@ -23,7 +23,8 @@ def _run(model, tmp_path_factory, mirror, data_dir, params=None, batch=1000, epo
     run = tmp_path_factory.mktemp(model)
     cfg = RunConfig(
         model=model, modes=("train", "test"), export_dir=str(run),
-        data=DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir)),
+        # All of u1.base trains (no validation slice): the fallback statistics are u1.base's.
+        data=DataConfig(dataset="ml-100k", mirror=str(mirror), data_dir=str(data_dir), val_fraction=0.0),
         optim=OptimConfig(batch_size_train=batch, lr=3e-3),
         train=TrainConfig(epochs=epochs, validation_step=epochs, export_dir=str(run), verbose=False),
         model_params=params or {})

@@ -75,7 +75,7 @@ def test_pruned_trials_stop_after_their_first_validation(mirror, tmp_path):
 def test_rating_models_tune_on_a_validation_slice(mirror, tmp_path):
     result = tune.tune(_base(mirror, tmp_path, model="mf", epochs=2, validation_step=1),
                        {"model_params.rank": ("int", 2, 8)}, 1, tmp_path / "tune", verbose=False)
-    assert result.added == {"data.val_fraction": 0.1} and result.metric == "rmse" and result.direction == "minimize"
+    assert result.metric == "rmse" and result.direction == "minimize"  # on the default 5% validation slice
     assert 0.8 < result.best_value < 2.0
 
 

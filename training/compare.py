@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
+
+import numpy as np
 
 from data import files
 from data.errors import ConfigError
@@ -69,7 +71,7 @@ def default_dir(dataset: str, models: Union[str, Sequence[str]]) -> Path:
 
 
 def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[str, Path],
-            verbose: bool = True) -> dict:
+            verbose: bool = True, seeds: Optional[Sequence[int]] = None) -> dict:
     """Trains and tests each model on the same split; writes the table, JSON and chart.
 
     Args:
@@ -77,7 +79,12 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
       base: the run settings shared by every model (data, seed, optimizer,
         epochs, hyper-parameters; each family takes only its own). ``modes``
         and ``export_dir`` are replaced; ``base.train.fresh`` retrains all.
-      out_dir: the comparison folder; model ``m`` runs in ``out_dir/m``.
+      out_dir: the comparison folder; model ``m`` runs in ``out_dir/m``
+        (with ``seeds``: ``out_dir/m/seed-<s>``, see :mod:`training.repeats`).
+      seeds: repeat every model over these seeds (the same splits for all
+        models): the table then gives each metric's mean and 95% t-interval,
+        and the report marks the models significantly below the best on the
+        task's metric (``ndcg@100``, ``rmse``) by a paired t-test over the seeds.
       verbose: print progress and the final table.
 
     Returns:
@@ -85,7 +92,8 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
       ``seed``, ``task``, ``metrics`` (the table's columns: every test metric
       but ``mse`` next to ``rmse``) and ``models``
       (``model``, ``export_dir``, ``test`` metrics, ``train_seconds``,
-      ``epochs``, ``reused``).
+      ``epochs``, ``reused``; with seeds also ``interval``, ``values`` and
+      ``versus_best``: ``best``, or ``p`` and ``below`` from the paired test).
     """
     names = parse_models(models)
     out_dir = Path(out_dir)
@@ -96,6 +104,10 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
         cfg = base.in_series(run_dir, model=name)
         if verbose:
             print(f"compare: model {i + 1}/{len(names)}: {name} in {run_dir}", flush=True)
+        if seeds:
+            rows.append(_repeated(cfg, seeds, run_dir, verbose))
+            info = {"protocol": rows[-1].pop("protocol")}
+            continue
         results = runner.run(cfg)
         reused = bool(results.get("reused"))
         info = results.get("data", info)
@@ -103,8 +115,11 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
         rows.append({"model": name, "export_dir": str(run_dir), "reused": reused,
                      "test": {k: v for k, v in results["test"].items() if not k.endswith("/count")},
                      "train_seconds": train.get("train_seconds"), "epochs": train.get("epochs")})
-    report = {"dataset": base.data.dataset, "protocol": info.get("protocol"), "seed": base.seed,
-              "task": families.get(names[0]).task, "metrics": table_metrics(rows), "models": rows}
+    task = families.get(names[0]).task
+    report = {"dataset": base.data.dataset, "protocol": info.get("protocol"), "seed": list(seeds) if seeds else
+              base.seed, "task": task, "metrics": table_metrics(rows), "models": rows}
+    if seeds:
+        report["versus"] = versus_best(rows, TASK_METRIC[task])
     if distribute.get(base.distribution).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         files.write_json(out_dir / f"{REPORT}.json", report)
@@ -114,6 +129,52 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
             print(markdown(report), flush=True)
             print(f"compare: wrote {REPORT}.md, {REPORT}.json and {REPORT}.png in {out_dir}", flush=True)
     return report
+
+
+# The metric a comparison with seeds tests the models on.
+TASK_METRIC = {"topk": "ndcg@100", "rating": "rmse"}
+SIGNIFICANCE = 0.05
+
+
+def _repeated(cfg: RunConfig, seeds: Sequence[int], run_dir: Path, verbose: bool) -> dict:
+    """One model's row of a comparison over seeds."""
+    from training import repeats
+
+    rep = repeats.repeat(cfg, seeds, run_dir, verbose=verbose)
+    return {"model": cfg.model, "export_dir": str(run_dir), "reused": all(r["reused"] for r in rep["runs"]),
+            "test": {k: m["mean"] for k, m in rep["metrics"].items()},
+            "interval": {k: [m["low"], m["high"]] for k, m in rep["metrics"].items()},
+            "values": {k: m["values"] for k, m in rep["metrics"].items()},
+            "train_seconds": None, "epochs": None, "protocol": rep["protocol"]}
+
+
+def versus_best(rows: list[dict], metric: str) -> dict:
+    """Which models are significantly below the best on ``metric``: a paired t-test over the seeds.
+
+    The seeds' splits are the same for every model, so model ``m``'s value on
+    seed ``s`` pairs with the best model's on seed ``s``. Sets each row's
+    ``versus_best`` to ``{"best": True}`` or ``{"p": p, "below": p < 0.05}``.
+
+    Returns:
+      ``{"metric", "best", "alpha"}``.
+    """
+    from scipy import stats
+
+    lower = metric.rsplit("/", 1)[-1] in _LOWER_IS_BETTER
+    scored = [r for r in rows if metric in r["test"]]
+    best = (min if lower else max)(scored, key=lambda r: r["test"][metric])
+    for row in scored:
+        if row is best:
+            row["versus_best"] = {"best": True}
+            continue
+        diffs = [(a - b) if lower else (b - a) for a, b in zip(row["values"][metric], best["values"][metric])]
+        if np.ptp(diffs) == 0:  # the same gap on every seed: no spread to test, the sign says it all
+            p = 0.0 if diffs[0] > 0 else 1.0
+        else:
+            p = float(stats.ttest_rel(best["values"][metric], row["values"][metric],
+                                      alternative="less" if lower else "greater").pvalue)
+        row["versus_best"] = {"p": p, "below": p < SIGNIFICANCE}
+    return {"metric": metric, "best": best["model"], "alpha": SIGNIFICANCE}
 
 
 def table_metrics(rows: Sequence[dict]) -> list[str]:
@@ -142,12 +203,14 @@ def markdown(report: dict) -> str:
     metrics = report["metrics"]
     best = {m: _best(report, m) for m in metrics}
 
-    def cell(metric: str, value) -> str:
+    def cell(metric: str, value, interval=None) -> str:
         if value is None or not math.isfinite(value):
             return ""
-        text = f"{value:.4f}"
+        text = f"{value:.4f}" + (f" ({interval[0]:.4f}..{interval[1]:.4f})" if interval else "")
         return f"**{text}**" if value == best[metric] else text
 
+    if "versus" in report:
+        return _markdown_seeds(report, cell)
     head = ["model", *metrics, "train time (s)", "epochs"]
     lines = [f"{report['dataset']}, protocol {report['protocol']}, seed {report['seed']} (test metrics)", "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -156,6 +219,23 @@ def markdown(report: dict) -> str:
         cells = [row["model"], *(cell(m, row["test"].get(m)) for m in metrics),
                  f"{seconds:.1f}" if seconds is not None else "",
                  str(row["epochs"]) if row["epochs"] is not None else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_seeds(report: dict, cell) -> str:
+    versus = report["versus"]
+    head = ["model", *report["metrics"], f"vs best on {versus['metric']}"]
+    lines = [f"{report['dataset']}, protocol {report['protocol']}, seeds {','.join(map(str, report['seed']))}: "
+             f"mean (95% t-interval) of the test metrics; 'below' = significantly worse than {versus['best']} "
+             f"(paired t-test over the seeds, p < {versus['alpha']})", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in report["models"]:
+        mark = row.get("versus_best", {})
+        verdict = "best" if mark.get("best") else (f"{'below' if mark['below'] else 'not below'} (p={mark['p']:.3g})"
+                                                   if mark else "")
+        cells = [row["model"], *(cell(m, row["test"].get(m), row["interval"].get(m)) for m in report["metrics"]),
+                 verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -170,16 +250,23 @@ def plot(report: dict, path: Union[str, Path]) -> Path:
 
     names = [row["model"] for row in report["models"]]
     panels = [(m, [row["test"].get(m, math.nan) for row in report["models"]]) for m in report["metrics"]]
-    panels.append(("train time (s)", [row["train_seconds"] or 0.0 for row in report["models"]]))
+    if "versus" not in report:
+        panels.append(("train time (s)", [row["train_seconds"] or 0.0 for row in report["models"]]))
     fig = Figure(figsize=(3.2 * len(panels), 3.2))
     FigureCanvasAgg(fig)
     for i, (title, values) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        bars = ax.bar(names, values, color=[f"C{j}" for j in range(len(names))])
+        errors = None
+        if "versus" in report and title in report["metrics"]:  # the 95% t-intervals as error bars
+            spans = [row["interval"].get(title, [v, v]) for row, v in zip(report["models"], values)]
+            errors = [[v - s[0] for v, s in zip(values, spans)], [s[1] - v for v, s in zip(values, spans)]]
+        bars = ax.bar(names, values, yerr=errors, capsize=3, color=[f"C{j}" for j in range(len(names))])
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_title(title)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-    fig.suptitle(f"{report['dataset']} ({report['protocol']}, seed {report['seed']})")
+    seeds = report["seed"]
+    fig.suptitle(f"{report['dataset']} ({report['protocol']}, "
+                 f"{'seeds ' + ','.join(map(str, seeds)) if isinstance(seeds, list) else f'seed {seeds}'})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return Path(path)

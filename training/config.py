@@ -91,6 +91,8 @@ class RunConfig:
       command: the command line, recorded in the manifest and used in advice.
       settings: the config file or preset the flags came from (its path and
         provenance), recorded in the manifest.
+      metrics: top-k models' ranking metrics (``--metrics``; None: recall@20,
+        recall@50, ndcg@100); the main metric is always added.
       replace_mismatch: a run folder of another setup is moved aside and
         retrained instead of refused (``--compare`` does this and says why).
       reuse_finished: return a finished run's results instead of testing it
@@ -113,6 +115,7 @@ class RunConfig:
     explicit: Optional[frozenset] = None
     command: Optional[tuple[str, ...]] = None
     settings: Optional[dict] = None
+    metrics: Optional[tuple[str, ...]] = None
     replace_mismatch: bool = False
     reuse_finished: bool = False
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import ConfigError
-from training import distribute, families, precision
+from training import distribute, families, intervals, metrics, precision
 from training.config import OptimConfig, RunConfig
 from training.recommender import Recommender
 from training.trainer import Diverged, Trainer
@@ -65,6 +65,7 @@ class Datasets:
     rows_per_epoch: int
     validation: Optional[Any]  # () -> tf.data.Dataset
     test: Any  # () -> tf.data.Dataset
+    test_rows: Any = None  # () -> the whole test set (every worker's part) in groups of rows, for intervals
 
 
 def _rows_part(matrix, rank: int, size: int):
@@ -119,8 +120,10 @@ def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist
             raise ConfigError(f"the {part} split has {pair[0].shape[0]} rows, fewer than the {dist.size} workers "
                               f"that share its evaluation; use fewer workers or more held-out users")
     validation = (lambda: eval_batches(*val, bsv, dist)) if val is not None and val[1].nnz else None
+    group = intervals.group_size(test[0].shape[0])
     return Datasets(train=fn, steps_per_epoch=steps, rows_per_epoch=n_rows, validation=validation,
-                    test=lambda: eval_batches(*test, bsv, dist))
+                    test=lambda: eval_batches(*test, bsv, dist),
+                    test_rows=lambda: eval_batches(*test, group, distribute.Distribution()))
 
 
 def datasets_for(family: families.Family, split, cfg: RunConfig, dist: distribute.Distribution) -> Datasets:
@@ -145,6 +148,12 @@ def build_model(family: families.Family, split, params: dict, policy: str):
 def model_config(family: families.Family, split, params: dict, seed: int) -> dict:
     """The resolved hyper-parameters of a run (every default filled in), as recorded in its manifest."""
     return dataclasses.asdict(family.make_config(_dims(family, split), {**params, "seed": seed}))
+
+
+def set_metrics(model: Recommender, cfg: RunConfig) -> None:
+    """Gives a top-k model the run's ranking metrics (``cfg.metrics``, with its main metric)."""
+    if model.task == "topk":
+        model.ranking_metrics = metrics.parse_ranking(cfg.metrics or metrics.DEFAULT_RANKING, model.main_metric)
 
 
 def evaluate_model(model: Recommender, dataset: tf.data.Dataset, dist) -> dict[str, float]:
@@ -217,6 +226,7 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     t0 = time.perf_counter()
     data = datasets_for(family, split, cfg, dist)
     model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
+    set_metrics(model, cfg)
     if model.closed_form:
         model.solve(split.train, verbose=dist.is_chief and cfg.train.verbose)
         summary = {"epochs": 0, "train_seconds": time.perf_counter() - t0}
@@ -228,7 +238,8 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     if cfg.warm_start:
         warm_start_weights(model, cfg.warm_start)
     optimizer = make_optimizer(cfg.optim, data.steps_per_epoch * model.updates_per_step())
-    trainer = Trainer(model, optimizer, cfg.train, dist, policy)
+    patience = model.default_patience if cfg.train.patience is None else cfg.train.patience
+    trainer = Trainer(model, optimizer, dataclasses.replace(cfg.train, patience=patience or None), dist, policy)
     diverged = None
     try:
         history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation, on_validation)

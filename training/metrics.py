@@ -119,6 +119,42 @@ def _ndcg(hits: tf.Tensor, n_rel: tf.Tensor, k: _Int) -> tf.Tensor:
     return dcg / idcg
 
 
+def _precision(hits: tf.Tensor, n_rel: tf.Tensor, k: _Int) -> tf.Tensor:
+    """[b] hits in the top k / k."""
+    return tf.reduce_sum(hits[:, :k], axis=1) / tf.cast(k, tf.float32)
+
+
+def _hit(hits: tf.Tensor, n_rel: tf.Tensor, k: _Int) -> tf.Tensor:
+    """[b] 1 where the top k hold at least one held-out item, else 0."""
+    return tf.cast(tf.reduce_sum(hits[:, :k], axis=1) > 0, tf.float32)
+
+
+# The ranking metrics by name (``--metrics ndcg@100,recall@20,precision@10,hit@10``).
+RANKING = {"recall": _recall, "ndcg": _ndcg, "precision": _precision, "hit": _hit}
+DEFAULT_RANKING = ("recall@20", "recall@50", "ndcg@100")
+
+
+def parse_ranking(names: Sequence[str], main: Optional[str] = None) -> tuple[str, ...]:
+    """Checked ranking metric names (``name@K``, name one of :data:`RANKING`), with ``main`` added if missing.
+
+    Raises:
+      ConfigError: an unknown name or a K that is not a whole number >= 1.
+    """
+    from data.errors import ConfigError
+
+    out = []
+    for raw in names:
+        name = str(raw).strip().lower()
+        kind, _, k = name.partition("@")
+        if kind not in RANKING or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"--metrics: {raw!r} is not a ranking metric; use NAME@K with NAME one of "
+                              f"{', '.join(RANKING)} and K >= 1, e.g. ndcg@100,recall@20,precision@10,hit@10")
+        out.append(f"{kind}@{int(k)}")
+    if main is not None and main not in out:
+        out.append(main)  # the best checkpoint is chosen on it
+    return tuple(dict.fromkeys(out))
+
+
 def _per_user(values: tf.Tensor, n_rel: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     valid = n_rel > 0
     return tf.where(valid, values, 0.0), valid
@@ -172,31 +208,27 @@ def ndcg_at_k(scores: tf.Tensor, targets: tf.SparseTensor, k: int,
 
 
 def topk_metrics(scores: tf.Tensor, targets: tf.SparseTensor, *,
-                 recall_ks: Sequence[int] = (20, 50), ndcg_ks: Sequence[int] = (100,),
-                 seen: Optional[tf.SparseTensor] = None) -> dict:
-    """Recall@K and NDCG@K for several K from a single ``top_k``.
+                 seen: Optional[tf.SparseTensor] = None, names: Sequence[str] = DEFAULT_RANKING) -> dict:
+    """Ranking metrics at several cut-offs from a single ``top_k``.
 
     Args:
       scores: [b, I] float (any precision).
       targets: SparseTensor [b, I], the held-out items.
-      recall_ks: cut-offs for Recall; each clipped to I.
-      ndcg_ks: cut-offs for NDCG; each clipped to I.
       seen: optional SparseTensor [b, I] (fold-in items) ranked last.
+      names: ``name@K`` of :data:`RANKING` (recall, ndcg, precision, hit);
+        each K is clipped to I.
 
     Returns:
-      ``{"recall@20": (sum, count), "recall@50": ..., "ndcg@100": ...}``:
-      float32 scalars; ``count`` is the number of users with a held-out item.
+      ``{"recall@20": (sum, count), ..., "ndcg@100": ...}``: float32 scalars;
+      ``count`` is the number of users with a held-out item.
     """
-    ks = list(recall_ks) + list(ndcg_ks)
-    assert ks, "topk_metrics needs at least one K"
+    parsed = [(n, n.split("@")[0], int(n.split("@")[1])) for n in names]
+    assert parsed, "topk_metrics needs at least one metric"
     scores, relevant = _prepare(scores, targets, seen)
     n_rel = tf.reduce_sum(relevant, axis=1)
-    hits = _top_hits(scores, relevant, _clip_k(max(ks), scores))
-    stats = {}
-    for name, metric, cut_offs in (("recall", _recall, recall_ks), ("ndcg", _ndcg, ndcg_ks)):
-        for k in cut_offs:
-            stats[f"{name}@{k}"] = _stat(*_per_user(metric(hits, n_rel, _clip_k(k, scores)), n_rel))
-    return stats
+    hits = _top_hits(scores, relevant, _clip_k(max(k for _, _, k in parsed), scores))
+    return {name: _stat(*_per_user(RANKING[kind](hits, n_rel, _clip_k(k, scores)), n_rel))
+            for name, kind, k in parsed}
 
 
 def squared_error(pred: tf.Tensor, targets: tf.SparseTensor) -> Stat:

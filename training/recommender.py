@@ -40,6 +40,11 @@ class Recommender:
         optimizer); False for models the engine trains.
       config_class: the dataclass of the model's hyper-parameters; its field
         names are the run parameters (``main.py`` flags) the model takes.
+
+    Attribute:
+      ranking_metrics: what a top-k model's ``evaluate_step`` reports
+        (``name@K`` of :data:`training.metrics.RANKING`); the engine sets it
+        from the run (``--metrics``), always with ``main_metric``.
     """
 
     task: ClassVar[str] = "topk"
@@ -48,6 +53,9 @@ class Recommender:
     input_kind: ClassVar[str] = "rows"
     closed_form: ClassVar[bool] = False
     config_class: ClassVar[type] = None
+    ranking_metrics: tuple[str, ...] = ("recall@20", "recall@50", "ndcg@100")
+    # Validations without improvement before training stops, where the run does not say (None: never).
+    default_patience: ClassVar[Optional[int]] = None
 
     # --- hyper-parameters ------------------------------------------------------------
     @classmethod

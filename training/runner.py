@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import tensorflow as tf
 
 from data import files
 from data.errors import ConfigError, TrainingError
 from data.prepare import DataConfig, prepare
 from data.prepare import titles as data_titles
 from serving import export, loader
-from training import distribute, families, fit, precision
+from training import distribute, families, fit, intervals, precision
 from training.config import LOCATION_KEYS, RUN_LENGTH_KEYS, OptimConfig, RunConfig, jsonable
 from training.run_folder import (_MISSING, RunFolder, differences, manifest_of, manifest_value,
                                  split_fingerprint)
@@ -210,6 +211,19 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
     return result.model, result.summary
 
 
+def _test_interval(model, data: fit.Datasets, cfg: RunConfig) -> dict:
+    """The bootstrap interval of every test metric over the test rows (:mod:`training.intervals`)."""
+    rows = intervals.row_stats(tf.function(model.evaluate_step, reduce_retracing=True), data.test_rows())
+    units = len(next(iter(rows.values()))[0]) if rows else 0
+    return {"confidence": intervals.CONFIDENCE, "resamples": intervals.RESAMPLES, "units": units,
+            **intervals.bootstrap(rows, seed=cfg.seed)}
+
+
+def _show_interval(interval: dict) -> str:
+    shown = {k: f"{v[0]:.4f}..{v[1]:.4f}" for k, v in interval.items() if isinstance(v, list) and k != "mse"}
+    return f"(bootstrap over {interval['units']} test rows): {json.dumps(shown)}"
+
+
 class _DivergedRun(TrainingError):
     def __init__(self, message: str, summary: dict) -> None:
         super().__init__(message)
@@ -368,9 +382,13 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on
                 raise ConfigError(f"{cfg.export_dir} holds a '{meta['family']}' model, not '{cfg.model}'; "
                                   f"pass --model {meta['family']}")
         data = fit.datasets_for(family, split, cfg, dist)
+        fit.set_metrics(model, cfg)
         results["test"] = fit.evaluate_model(model, data.test(), dist)
         shown = {k: round(v, 4) for k, v in results["test"].items() if not k.endswith("/count")}
         _say(dist, cfg, f"test: {json.dumps(shown)}")
+        if dist.is_chief:
+            results["test_interval"] = _test_interval(model, data, cfg)
+            _say(dist, cfg, "test 95% interval " + _show_interval(results["test_interval"]))
     if "benchmark" in modes:
         results["benchmark"] = benchmark(cfg, split, dist, policy)
     results["seconds"] = time.perf_counter() - t0

@@ -108,8 +108,6 @@ class TuneResult:
       trials: finished trials (complete or pruned) in the study; ``complete``
         and ``pruned`` count them, ``run_now`` how many this call ran.
       folder: the tuning folder.
-      added: fixed settings the tuner chose itself (a rating model's
-        validation slice), which a run of the best parameters needs too.
     """
 
     best_params: dict[str, Any]
@@ -121,7 +119,6 @@ class TuneResult:
     pruned: int
     run_now: int
     folder: Path
-    added: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _identity(base: RunConfig, space: Space) -> dict:
@@ -137,9 +134,9 @@ def tune(base: RunConfig, space: Space, trials: int, out_dir: Union[str, Path], 
     """Runs the study until it has ``trials`` finished trials.
 
     Args:
-      base: the fixed settings of every trial (model, data, seed, epochs...).
-        Rating models validate on a slice of the training ratings: where the
-        protocol has none, 10% is used (``data.val_fraction``).
+      base: the fixed settings of every trial (model, data, seed, epochs...);
+        its data must have a validation part (validation users, or the
+        validation slice rating splits have by default).
       space: the search space (see the module doc); at least one setting.
       trials: finished trials (complete or pruned) the study should hold.
       out_dir: the tuning folder.
@@ -162,10 +159,6 @@ def tune(base: RunConfig, space: Space, trials: int, out_dir: Union[str, Path], 
     check_space(space)
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
-    added = {}
-    if family.task == "rating" and not base.data.val_fraction and base.data.protocol != "time":
-        added["data.val_fraction"] = 0.1
-        base = with_params(base, added)
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, verbose=False))
     out_dir = Path(out_dir)
     folder = RunFolder(out_dir)
@@ -229,7 +222,7 @@ def tune(base: RunConfig, space: Space, trials: int, out_dir: Union[str, Path], 
         best = study.best_trial
         result = TuneResult(best_params=_params_of(best, space), best_value=float(best.value), metric=metric,
                             direction=direction, trials=len(done), complete=len(complete),
-                            pruned=len(done) - len(complete), run_now=run_now, folder=out_dir, added=added)
+                            pruned=len(done) - len(complete), run_now=run_now, folder=out_dir)
         write_reports(study, space, result)
     return result
 

@@ -122,7 +122,7 @@ class MultVAE(Model):
 
     def evaluate_step(self, batch: dict[str, Any]):
         scores = self(batch["input"], training=False)
-        return metrics.topk_metrics(scores, batch["target"], seen=batch["input"])
+        return metrics.topk_metrics(scores, batch["target"], seen=batch["input"], names=self.ranking_metrics)
 
     def dummy_batch(self) -> dict[str, Any]:
         sp = tf.SparseTensor(indices=tf.zeros([1, 2], tf.int64), values=tf.ones([1]),
