@@ -206,9 +206,12 @@ class ClosedForm(Recommender, tf.Module):
     def load(cls, path: PathLike, config=None) -> "ClosedForm":
         """A model from a file :meth:`save` wrote."""
         model = cls(config)
-        model._set({k: v.astype(np.float32) for k, v in load_npz(path, cls.kind, cls.arrays).items()
-                    if k in cls.arrays})
+        model._read_file(path)
         return model
+
+    def _read_file(self, path: PathLike) -> None:
+        self._set({k: v.astype(np.float32) for k, v in load_npz(path, self.kind, self.arrays).items()
+                   if k in self.arrays})
 
     def write(self, folder: Path) -> None:
         self.save(Path(folder) / FILE)
@@ -217,4 +220,4 @@ class ClosedForm(Recommender, tf.Module):
         path = Path(folder) / FILE
         if not path.is_file():
             raise TrainingError(f"{path}: missing (a partial export?)")
-        self._set(type(self).load(path, self.config).weights)
+        self._read_file(path)  # into this model: no second copy of the weights on the device

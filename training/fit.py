@@ -156,11 +156,19 @@ def set_metrics(model: Recommender, cfg: RunConfig) -> None:
         model.ranking_metrics = metrics.parse_ranking(cfg.metrics or metrics.DEFAULT_RANKING, model.main_metric)
 
 
-def evaluate_model(model: Recommender, dataset: tf.data.Dataset, dist) -> dict[str, float]:
-    """Metrics of a trained or solved model on an evaluation dataset (see :func:`training.trainer.evaluate`)."""
+def evaluation_step(model: Recommender):
+    """The model's ``evaluate_step`` compiled (one trace per batch shape)."""
+    return tf.function(model.evaluate_step, reduce_retracing=True)
+
+
+def evaluate_model(model: Recommender, dataset: tf.data.Dataset, dist, step=None) -> dict[str, float]:
+    """Metrics of a trained or solved model on an evaluation dataset (see :func:`training.trainer.evaluate`).
+
+    ``step``: an :func:`evaluation_step` of the model to reuse (default: a new one).
+    """
     from training import trainer
 
-    return trainer.evaluate(tf.function(model.evaluate_step, reduce_retracing=True), dataset, dist)
+    return trainer.evaluate(step or evaluation_step(model), dataset, dist)
 
 
 # --- the one fit --------------------------------------------------------------------

@@ -211,9 +211,12 @@ def train(cfg: RunConfig, split, dist: distribute.Distribution, policy: str, tit
     return result.model, result.summary
 
 
-def _test_interval(model, data: fit.Datasets, cfg: RunConfig) -> dict:
-    """The bootstrap interval of every test metric over the test rows (:mod:`training.intervals`)."""
-    rows = intervals.row_stats(tf.function(model.evaluate_step, reduce_retracing=True), data.test_rows())
+def _test_interval(step, data: fit.Datasets, cfg: RunConfig) -> dict:
+    """The bootstrap interval of every test metric over the test rows (:mod:`training.intervals`).
+
+    ``step``: the compiled evaluation step the test metrics were computed with (traced once for both).
+    """
+    rows = intervals.row_stats(step, data.test_rows())
     units = len(next(iter(rows.values()))[0]) if rows else 0
     return {"confidence": intervals.CONFIDENCE, "resamples": intervals.RESAMPLES, "units": units,
             **intervals.bootstrap(rows, seed=cfg.seed)}
@@ -383,11 +386,12 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on
                                   f"pass --model {meta['family']}")
         data = fit.datasets_for(family, split, cfg, dist)
         fit.set_metrics(model, cfg)
-        results["test"] = fit.evaluate_model(model, data.test(), dist)
+        step = fit.evaluation_step(model)
+        results["test"] = fit.evaluate_model(model, data.test(), dist, step)
         shown = {k: round(v, 4) for k, v in results["test"].items() if not k.endswith("/count")}
         _say(dist, cfg, f"test: {json.dumps(shown)}")
         if dist.is_chief:
-            results["test_interval"] = _test_interval(model, data, cfg)
+            results["test_interval"] = _test_interval(step, data, cfg)
             _say(dist, cfg, "test 95% interval " + _show_interval(results["test_interval"]))
     if "benchmark" in modes:
         results["benchmark"] = benchmark(cfg, split, dist, policy)
