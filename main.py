@@ -14,6 +14,7 @@ second run of the same command resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ TRAINING_FLAGS = ("lr", "optimizer", "weight_decay", "batch_size_train", "lr_mil
 # Flags of one preparation protocol.
 PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window": ("time",),
                   "heldout_users": ("heldout",), "val_users": ("heldout",), "test_users": ("heldout",),
-                  "min_uc": ("heldout",), "val_fraction": ("random", "fold")}
+                  "min_uc": ("heldout",), "val_fraction": ("random", "fold", "prepared")}
 
 
 def _check_applicable(models: list[str]) -> None:
@@ -124,6 +125,38 @@ def _settings(presets: bool = True):
     config_file.apply(settings, FLAGS)
     _say(settings.describe())
     return settings
+
+
+def _preset_configs(models: list[str]) -> dict:
+    """--compare without --config: each model's run settings with its preset for the dataset, if any.
+
+    The preset's data flags (protocol, validation slice...) are left out: the
+    models of a comparison share one split, the command line's.
+    """
+    from cli import config_file, data, own_file
+
+    shared = {f.name for module in (data, own_file) for f in FLAGS.get_flags_for_module(module)}
+    out = {}
+    for model in models:
+        preset = config_file.preset_for(model, FLAGS.dataset)
+        if preset is None:
+            continue
+        kept = {k: v for k, v in preset.flags.items() if k not in shared}
+        left_out = sorted(set(preset.flags) - set(kept))
+        preset = dataclasses.replace(preset, flags=kept)
+        saved = {name: (FLAGS[name].value, FLAGS[name].present) for name in kept}
+        saved["model"] = (FLAGS.model, FLAGS["model"].present)
+        try:
+            FLAGS.model = model
+            config_file.apply(preset, FLAGS)
+            _say(f"compare: {model}: " + preset.describe().replace("settings: ", "", 1) +
+                 (f"; its data settings ({', '.join(left_out)}) left out: one split for all models" if left_out
+                  else ""))
+            out[model] = configs(preset)
+        finally:
+            for name, (value, present) in saved.items():
+                FLAGS[name].value, FLAGS[name].present = value, present
+    return out
 
 
 def _tune() -> int:
@@ -318,9 +351,10 @@ def main(argv) -> int:
                 from training import repeats
 
                 seeds = repeats.parse_seeds(FLAGS.seeds)
-            compare.compare(FLAGS.compare, configs(settings), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
-                                                                                             FLAGS.compare),
-                            seeds=seeds)
+            models = compare.parse_models(FLAGS.compare)
+            compare.compare(models, configs(settings), FLAGS.export_dir or compare.default_dir(FLAGS.dataset,
+                                                                                      FLAGS.compare),
+                            seeds=seeds, per_model=None if FLAGS.config is not None else _preset_configs(models))
             return 0
         from training import runner
 

@@ -9,9 +9,11 @@ flags.DEFINE_string("dataset", "ml-100k", "A dataset name (ml-100k, ml-1m, ml-20
                     "CSV/TSV/.dat/Parquet file (see the own-file flags).")
 flags.DEFINE_string("data_dir", None, "Download and cache folder (default: $TFCF_DATA_DIR or ~/.cache/tfcf).")
 flags.DEFINE_string("data_mirror", None, "Folder of already-extracted datasets (default: $TFCF_DATA_MIRROR).")
-flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), fold, random, time (rating models) "
-                    "(default: heldout for top-k models; for rating models fold on ml-100k, time on netflix, else "
-                    "random).")
+flags.DEFINE_string("protocol", None, "Split protocol: heldout (top-k models), fold, random, time (rating models), "
+                    "or prepared: --dataset is a folder of a split made elsewhere (Liang et al.'s train.csv, "
+                    "validation_tr/te.csv, test_tr/te.csv; for rating models train.csv, test.csv, validation.csv) "
+                    "(default: prepared for such a folder, heldout for top-k models; for rating models fold on "
+                    "ml-100k, time on netflix, else random).")
 flags.DEFINE_float("threshold", None, "--protocol heldout: binarize ratings >= threshold (default: the dataset's, 4 for MovieLens).")
 flags.DEFINE_float("heldout_users", 0.1, "--protocol heldout: validation and test users each: a fraction (<1) or "
                    "a count.")

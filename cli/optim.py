@@ -13,9 +13,10 @@ flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
 flags.DEFINE_list("lr_milestones", None, "Epochs at which the learning rate is multiplied by --lr_gamma.")
 flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor at each milestone.")
 flags.DEFINE_integer("number_of_epochs", 200, "Epochs to train.", lower_bound=1)
-flags.DEFINE_integer("batch_size_train", 100, lower_bound=1, help="Users per training step (per worker with several "
-                     "GPUs); 100 chosen by ML-100K validation NDCG@100 (0.4350 vs 0.4330 for 500); raise it for "
-                     "ML-20M-sized data.")
+flags.DEFINE_integer("batch_size_train", None, lower_bound=1, help="Rows (users; items for item-based DeepRec) or "
+                     "ratings (mf, multitask) per training step, per worker with several GPUs (default: by the "
+                     "data's size, said when training starts: Mult-VAE/DAE 1/200 of the training users in 100..500, "
+                     "DeepRec ~1/32 of the rows in 32..128, mf/multitask ~1/100 of the ratings in 256..16384).")
 flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.", lower_bound=1)
 flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).", lower_bound=1)
 flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement (default: 5 for "

@@ -4,7 +4,9 @@ from absl import flags
 
 from cli.model import fraction
 
-flags.DEFINE_integer("total_anneal_steps", 200000, "Mult-VAE: updates until the KL weight reaches --anneal_cap.")
+flags.DEFINE_integer("total_anneal_steps", None, "Mult-VAE: KL weight = min(--anneal_cap, update / this) (default: "
+                     "scaled to the data as in the paper: the cap is reached at 85% of 200 epochs, as Liang et al.'s "
+                     "200,000 do for ML-20M's ~46,800 updates).", lower_bound=1)
 flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
 flags.DEFINE_integer("latent_dim", None, "Latent code width; Mult-DAE's only hidden layer (default: 200).")
 flags.DEFINE_float("dropout", None, "Input dropout rate (default: 0.5).")

@@ -79,6 +79,10 @@ VAL_FRACTION = 0.05
 
 
 def default_protocol(task: str, dataset: str) -> str:
+    from data import prepared
+
+    if prepared.looks_prepared(dataset):
+        return "prepared"
     if task == "topk":
         return "heldout"
     if dataset == "ml-100k":
@@ -118,10 +122,10 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     from data import cache, custom, download, loader, protocols, registry
 
     protocol = cfg.protocol or default_protocol(task, cfg.dataset)
-    if task == "topk" and protocol != "heldout":
-        raise ConfigError(f"top-k models train on the heldout protocol, not '{protocol}'")
+    if task == "topk" and protocol not in ("heldout", "prepared"):
+        raise ConfigError(f"top-k models train on the heldout protocol (or a prepared split), not '{protocol}'")
     if task == "rating" and protocol == "heldout":
-        raise ConfigError("rating models need a rating split: --protocol fold, random or time")
+        raise ConfigError("rating models need a rating split: --protocol fold, random, time or prepared")
     spec = registry.get_spec(cfg.dataset) if cfg.dataset in registry.names() else None
     progress = _ReadProgress(cfg.dataset) if verbose else None
     val_fraction = VAL_FRACTION if cfg.val_fraction is None else cfg.val_fraction
@@ -149,14 +153,42 @@ def prepare(cfg: DataConfig, task: str, seed: int, verbose: bool = True):
     elif protocol == "time":
         pconfig = custom.time_window(cfg.time_window)
         build = lambda: protocols.time_split(load(), pconfig, seed)
+    elif protocol == "prepared":
+        from data import prepared
+
+        folder = Path(cfg.dataset).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"--protocol prepared reads a folder of split files; {cfg.dataset} is not a folder")
+        pconfig = {"files": prepared.files(folder, task)}
+        if task == "topk":
+            build = lambda: prepared.read_heldout(folder)
+        else:
+            # Without validation.csv, rating models validate on a slice of train.csv, as on every other split.
+            own_val = prepared.RATING_VALIDATION_FILE in pconfig["files"]
+            if own_val and cfg.val_fraction:
+                raise ConfigError(f"--val_fraction: {folder} has its own {prepared.RATING_VALIDATION_FILE}; drop "
+                                  f"the flag (or the file, to validate on a slice of train.csv)")
+            pconfig["val_fraction"] = 0.0 if own_val else val_fraction
+
+            def build():
+                split = prepared.read_ratings(folder)
+                if pconfig["val_fraction"]:
+                    split = protocols.validation_slice(split, pconfig["val_fraction"], seed)
+                return split
     else:
-        raise ConfigError(f"unknown protocol '{protocol}'; use heldout, fold, random or time")
+        raise ConfigError(f"unknown protocol '{protocol}'; use heldout, fold, random, time or prepared")
     pdict = pconfig if isinstance(pconfig, dict) else dataclasses.asdict(pconfig)
     data_dir = download.data_dir_path(cfg.data_dir)
     if spec is not None:
         folder = download.locate(cfg.dataset, cfg.data_dir, cfg.mirror)
         sources = ([f"{cfg.fold}.base", f"{cfg.fold}.test"] if protocol == "fold" else _parser_files(spec, folder))
         checksums = _summarize(download.md5s(folder, sources, data_dir))
+    elif protocol == "prepared":
+        folder = Path(cfg.dataset).expanduser()
+        for name in pdict["files"]:
+            if not (folder / name).is_file():
+                build()  # Raises the reader's one-line error naming the missing file.
+        checksums = {str((folder / k).resolve()): v for k, v in download.md5s(folder, pdict["files"], data_dir).items()}
     else:
         path = Path(cfg.dataset).expanduser()
         md5 = download.md5s(path.parent, [path.name], data_dir).get(path.name) if path.is_file() else None

@@ -142,13 +142,45 @@ def test_main_compare_flag(compared, capsys):
     flags = main.FLAGS
     flags.unparse_flags()
     flags(["main.py", "--compare", "popularity,ease", "--export_dir", str(out), "--data_mirror",
-           str(compared[1].data.mirror), "--data_dir", str(compared[1].data.data_dir)])
+           str(compared[1].data.mirror), "--data_dir", str(compared[1].data.data_dir), "--config", "none"])
     try:
         assert main.main(["main.py"]) == 0
     finally:
         flags.unparse_flags()
     printed = capsys.readouterr().out
     assert printed.count("not retrained") == 2 and "| popularity |" in printed and "| ease |" in printed
+
+
+def test_main_compare_gives_each_model_its_preset(compared, tmp_path, capsys):
+    from conftest import run_main
+
+    _, cfg, _, _ = compared
+    out = tmp_path / "cmp"
+    assert run_main("--compare", "popularity,ease", "--export_dir", out, "--data_mirror", cfg.data.mirror,
+                    "--data_dir", cfg.data.data_dir) == 0
+    assert "compare: ease: preset configs/ease/ml-100k.toml" in capsys.readouterr().out
+    ease = json.loads((out / "ease" / "run.json").read_text())
+    assert ease["model"]["config"]["ease_lambda"] == 200  # the preset's, not the built-in 500
+    assert ease["settings"]["file"].endswith("configs/ease/ml-100k.toml")
+    pop = json.loads((out / "popularity" / "run.json").read_text())
+    assert pop["data"]["split_fingerprint"] == ease["data"]["split_fingerprint"]
+
+
+def test_compare_presets_leave_their_data_settings_out():
+    # configs/deeprec/ml-100k.toml trains on all of u1.base (val_fraction 0.0), configs/mf/ml-100k.toml on a 10%
+    # slice: in a comparison both take the command line's split, and the flags are as parsed afterwards.
+    flags = main.FLAGS
+    flags.unparse_flags()
+    flags(["main.py", "--compare", "mf,deeprec,multitask", "--dataset", "ml-100k"])
+    try:
+        per_model = main._preset_configs(["mf", "deeprec", "multitask"])
+        base = main.configs()
+        assert flags.major == "users" and flags.batch_size_train is None and not flags["major"].present
+    finally:
+        flags.unparse_flags()
+    assert per_model["deeprec"].model_params["major"] == "items" and per_model["deeprec"].optim.batch_size_train == 64
+    assert per_model["mf"].model_params["rank"] == 25 and per_model["mf"].optim.lr == 0.003
+    assert per_model["deeprec"].data == per_model["mf"].data == base.data and base.data.val_fraction is None
 
 
 def test_default_folders_differ_by_task():

@@ -25,3 +25,36 @@ def test_table_marks_the_best_and_the_models_below_it():
     assert "| vae | 0.4333 (0.4233..0.4433) **best** |" in lines
     assert "| dae |  |" in lines  # not run: an empty cell
     assert "--seeds 0,1,2" in lines[0]
+
+
+def test_rating_table_rows_and_columns():
+    def report(metrics, protocol="fold"):
+        return {"protocol": protocol, "metrics": {k: {"mean": v, "low": v - 0.01, "high": v + 0.01, "values": [v]}
+                                                  for k, v in metrics.items()}}
+
+    cells = {"DeepRec": report({"rmse": 0.9, "mse": 0.81}), "low-rank MF": report({"rmse": 0.92}),
+             "MultiTaskNet": report({"mse": 0.84, "mrr": 0.08, "rmse": 0.917}, "random"),
+             "folds": report({"rmse": 0.915}), "popularity": report({"mrr": 0.05})}
+    lines = readme_tables.rating_table(cells, "0,1").splitlines()
+    assert lines[2] == "| model | protocol | RMSE | MSE | MRR |"
+    assert "| DeepRec (`--model deeprec`) | fold | 0.9000 (0.8900..0.9100) |  |  |" in lines  # MSE not shown
+    assert "| MultiTaskNet (`--model multitask`) | random |  | 0.8400 (0.8300..0.8500) | 0.0800 (0.0700..0.0900) |" in lines
+    # The five-fold MF row follows MF's; popularity's MRR follows MultiTaskNet's.
+    assert lines.index(next(l for l in lines if "folds u1..u5" in l)) == lines.index(next(l for l in lines if l.startswith("| low-rank MF (`"))) + 1
+    assert lines[-1].startswith("| popularity") and lines[-1].endswith("| 0.0500 (0.0400..0.0600) |")
+
+
+def test_popularity_mrr_by_hand(monkeypatch):
+    # Two users, three items; training counts 2, 1, 0 rank items 0 > 1 > 2. User 0 saw item 0 and holds out item 2:
+    # among the unseen items 1, 2 it ranks 2nd (MRR 1/2). User 1 saw items 0 and 1, holds out item 2: rank 1.
+    import types
+
+    import scipy.sparse as sp
+
+    from training import runner
+
+    split = types.SimpleNamespace(train=sp.csr_matrix([[5.0, 0, 0], [4.0, 3.0, 0]]),
+                                  test=sp.csr_matrix([[0, 0, 2.0], [0, 0, 1.0]]))
+    monkeypatch.setattr(runner, "split_of_run", lambda folder, data_dir=None: (split, {}))
+    out = readme_tables.popularity_mrr({"runs": [{"export_dir": "a"}, {"export_dir": "b"}]})
+    assert out["metrics"]["mrr"]["values"] == [0.75, 0.75]  # (1/2 + 1) / 2 on each run

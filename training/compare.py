@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -71,7 +71,8 @@ def default_dir(dataset: str, models: Union[str, Sequence[str]]) -> Path:
 
 
 def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[str, Path],
-            verbose: bool = True, seeds: Optional[Sequence[int]] = None) -> dict:
+            verbose: bool = True, seeds: Optional[Sequence[int]] = None,
+            per_model: Optional[Mapping[str, RunConfig]] = None) -> dict:
     """Trains and tests each model on the same split; writes the table, JSON and chart.
 
     Args:
@@ -86,6 +87,8 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
         and the report marks the models significantly below the best on the
         task's metric (``ndcg@100``, ``rmse``) by a paired t-test over the seeds.
       verbose: print progress and the final table.
+      per_model: a model's own settings instead of ``base`` (main.py: its
+        preset for the dataset); they must share ``base``'s data settings.
 
     Returns:
       The report written to ``compare.json``: ``dataset``, ``protocol``,
@@ -101,7 +104,10 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
     info = {}
     for i, name in enumerate(names):
         run_dir = out_dir / name
-        cfg = base.in_series(run_dir, model=name)
+        own = (per_model or {}).get(name, base)
+        if own.data != base.data or own.seed != base.seed:
+            raise ValueError(f"compare: the settings of {name} have other data or another seed than the others")
+        cfg = own.in_series(run_dir, model=name)
         if verbose:
             print(f"compare: model {i + 1}/{len(names)}: {name} in {run_dir}", flush=True)
         if seeds:

@@ -57,14 +57,16 @@ class OptimConfig:
     """The optimizer and the batch sizes.
 
     ``batch_size_train`` is per worker, as in the thesis: with N Horovod workers
-    one step sees N x batch_size_train users. ``lr_milestones`` are epochs.
+    one step sees N x batch_size_train users; None leaves it to the model's
+    rule for the data's size (:func:`training.fit.resolve`). ``lr_milestones``
+    are epochs.
     """
 
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    batch_size_train: int = 500
+    batch_size_train: Optional[int] = None
     batch_size_validation: int = 2000
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1

@@ -127,8 +127,53 @@ def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist
 
 
 def datasets_for(family: families.Family, split, cfg: RunConfig, dist: distribute.Distribution) -> Datasets:
-    """:func:`make_datasets` for a family's model."""
+    """:func:`make_datasets` for a family's model (the run's defaults resolved for the split)."""
+    cfg, _ = resolve(cfg, split, dist.size)
     return make_datasets(family.cls, split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
+
+
+# --- defaults that scale with the data ----------------------------------------------
+def resolve(cfg: RunConfig, split, workers: int = 1) -> tuple[RunConfig, list[str]]:
+    """``cfg`` with the settings it leaves to the data filled in, and the rules used, one phrase each.
+
+    What a run does not set and must scale with the data rather than be a
+    constant: the training batch (:meth:`Recommender.default_batch_size` of
+    the split's rows or ratings) and the hyper-parameters counted in updates
+    (:meth:`Recommender.epoch_scaled_params`, Mult-VAE's KL annealing). They
+    never depend on the epoch count, so a run continued for more epochs is the
+    same run. Idempotent: a resolved config resolves to itself, so the
+    manifest of a resumed run matches.
+
+    Args:
+      cfg: the run (``optim.batch_size_train`` None: by rule; a model
+        parameter absent from ``model_params``: by rule where there is one).
+      split: the split it trains on, in the model's orientation.
+      workers: processes sharing each epoch (the steps per epoch shrink with them).
+    """
+    from data import pipeline
+
+    family = families.get(cfg.model)
+    cls = family.cls
+    notes = []
+    units = pipeline.TRAIN_INPUTS[cls.input_kind].units(split.train)
+    optim = cfg.optim
+    if optim.batch_size_train is None:
+        batch, why = cls.default_batch_size(units)
+        batch = max(1, min(batch, units // workers))  # a tiny data set: one step an epoch, even with XLA
+        optim = dataclasses.replace(optim, batch_size_train=batch)
+        if not family.closed_form:
+            notes.append(f"batch_size_train {batch} ({why})")
+    params = dict(cfg.model_params)
+    if not family.closed_form:
+        steps = pipeline.steps_per_epoch(units, optim.batch_size_train, workers, drop_remainder=cfg.train.xla)
+        config = family.make_config(_dims(family, split), params)
+        for name, (value, why) in cls.epoch_scaled_params(config, steps).items():
+            if name not in params:
+                params[name] = value
+                notes.append(f"{name} {value:,} ({why})" if isinstance(value, int) else f"{name} {value} ({why})")
+    if optim is cfg.optim and params == cfg.model_params:
+        return cfg, notes
+    return dataclasses.replace(cfg, optim=optim, model_params=params), notes
 
 
 # --- models -------------------------------------------------------------------------
@@ -231,6 +276,7 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     family = families.get(cfg.model)
     dist = dist or distribute.Distribution()
     policy = policy or precision.policy_name(cfg.use_amp)
+    cfg, _ = resolve(cfg, split, dist.size)
     t0 = time.perf_counter()
     data = datasets_for(family, split, cfg, dist)
     model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)

@@ -332,6 +332,10 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on
         # Item-based autoencoder: rows are items; ids and titles follow the transpose.
         split = split.transpose()
         info["major"] = "items"
+    if "train" in modes:
+        cfg, rules = fit.resolve(cfg, split, dist.size)
+        if rules:
+            _say(dist, cfg, "defaults by data size: " + "; ".join(rules))
     manifest = manifest_of(cfg, fit.model_config(family, split, cfg.model_params, cfg.seed), info,
                            split_fingerprint(split), policy, dist.size, not family.closed_form)
     if cfg.warm_start and "train" in modes and old is None:

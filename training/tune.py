@@ -201,6 +201,8 @@ def tune(base: RunConfig, space: Space, trials: int, out_dir: Union[str, Path], 
 
             try:
                 results = runner.run(cfg, on_validation=report)
+                if not seen and metric in results.get("validation", {}):
+                    seen.append(results["validation"][metric])  # a closed-form model validates once, after solve
             finally:
                 if verbose:
                     _progress(trial.number, len(finished()) + 1, trials, params, seen, metric, t0, run_now)
