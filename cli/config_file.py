@@ -15,8 +15,9 @@ presets shipped in ``configs/<model>/<name>.toml``, how they were chosen under
     lr = 0.001
 
 ``--config FILE`` reads one; without it a training run reads the preset
-``configs/<model>/<dataset>.toml`` when there is one (``--config none``:
-no preset). Values from ``--config`` count as given on the command line (a
+``configs/<model>/<dataset>.toml`` when there is one, else the model's
+``configs/<model>/default.toml`` (settings that held on every data set it
+was tuned on) when there is one (``--config none``: no preset). Values from ``--config`` count as given on the command line (a
 flag that does not apply to the model is refused); a preset's do not, so a
 later ``--test`` of the run is not held to them.
 """
@@ -65,6 +66,9 @@ class Settings:
         """One line saying where a run's settings come from."""
         how = self.provenance.get("chosen_by")
         where = _short(self.path)
+        if self.preset and self.path.stem == DEFAULT:
+            return (f"settings: {where}, the {self.path.parent.name} defaults for a data set without a preset"
+                    + (f" ({how})" if how else ""))
         if self.preset:
             return f"settings: preset {where}" + (f" (chosen by {how})" if how else "")
         return f"settings: {where}, then the command line's flags"
@@ -116,10 +120,17 @@ def write(path: str | Path, values: dict[str, Any], provenance: dict[str, Any]) 
     return files.write_text(Path(path), text)
 
 
+# The preset of a model on a data set it has none for: settings chosen to hold across the data sets it was tuned on.
+DEFAULT = "default"
+
+
 def preset_for(model: str, dataset: str, root: Path = PRESETS) -> Optional[Settings]:
-    """The shipped preset of ``model`` on the registered ``dataset``, or None."""
-    path = root / model / f"{Path(dataset).name}.toml"
-    return read(path, preset=True) if path.is_file() else None
+    """The shipped preset of ``model`` on ``dataset``, else its ``default.toml``, or None."""
+    for name in (Path(dataset).name, DEFAULT):
+        path = root / model / f"{name}.toml"
+        if name and path.is_file():
+            return read(path, preset=True)
+    return None
 
 
 def _as_argument(value: Any) -> str:

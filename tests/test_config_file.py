@@ -55,6 +55,12 @@ def test_a_presets_values_are_defaults_not_the_users_choices(tmp_path):
     config_file.apply(preset, fv)
     assert fv.number_of_epochs == 7 and not fv["number_of_epochs"].present
     assert config_file.preset_for("mf", "lastfm-2k", root=tmp_path) is None
+    # A model's default.toml stands in for a data set without a preset, and says so.
+    (tmp_path / "mf" / "default.toml").write_text('[provenance]\nchosen_by = "held on both"\n[flags]\nrank = 7\n')
+    fallback = config_file.preset_for("mf", "lastfm-2k", root=tmp_path)
+    assert fallback.flags == {"rank": 7} and fallback.preset
+    assert "the mf defaults for a data set without a preset (held on both)" in fallback.describe()
+    assert config_file.preset_for("mf", "ml-100k", root=tmp_path).flags != {"rank": 7}
     assert preset.describe().startswith("settings: preset ") and preset.describe().endswith("(chosen by the grid)")
     assert preset.record()["provenance"] == {"chosen_by": "the grid"}
 
