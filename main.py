@@ -114,7 +114,7 @@ def _settings(presets: bool = True):
         return None
     if FLAGS.config is not None:
         settings = config_file.read(FLAGS.config)
-    elif presets and (FLAGS.train or FLAGS.benchmark or FLAGS.seeds is not None):
+    elif presets and (FLAGS.train or FLAGS.benchmark or FLAGS.seeds is not None or FLAGS.tune):
         settings = config_file.preset_for(FLAGS.model, FLAGS.dataset)
         if settings is None:
             _say(f"settings: no preset for {FLAGS.model} on {os.path.basename(FLAGS.dataset)}; the built-in "
@@ -170,15 +170,21 @@ def _tune() -> int:
     if FLAGS.train or FLAGS.test or FLAGS.benchmark or FLAGS.seeds is not None:
         raise ConfigError("--tune runs alone: it trains on validation data only; drop --train, --test, --benchmark "
                           "and --seeds (then run the preset it writes)")
-    settings = _settings(presets=False)
+    # The study starts from what a run would use (--config, else the dataset's preset or the model's
+    # default.toml); the preset it writes holds those settings too, so that it stands on its own.
+    settings = _settings()
     _check_applicable([FLAGS.model])
     out = FLAGS.export_dir or os.path.join("runs", f"{os.path.basename(FLAGS.dataset)}-{FLAGS.model}-tune")
     result = tune.tune(configs(settings), families.get(FLAGS.model).space, FLAGS.trials, out)
     fixed = {name: FLAGS[name].value for name in FLAG_KEYS if FLAGS[name].present and name not in NOT_PRESET}
-    found = {**fixed, **_as_flags(result.best_params)}
+    started = {k: v for k, v in (settings.flags if settings is not None else {}).items() if k not in NOT_PRESET}
+    found = {**started, **fixed, **_as_flags(result.best_params)}
     path = Path(out) / "preset.toml"
     config_file.write(path, found, {
         "chosen_by": "python main.py " + " ".join(sys.argv[1:]),
+        "started_from": str(settings.path.relative_to(config_file.PRESETS.parent)) if settings is not None and
+        settings.path.is_relative_to(config_file.PRESETS.parent) else (str(settings.path) if settings else "the "
+                                                                                                "built-in defaults"),
         "validation": f"{result.metric} {result.best_value:.4f} (best of {result.complete} complete and "
                       f"{result.pruned} pruned trials; {out}/trials.md)",
         "date": datetime.date.today().isoformat()})

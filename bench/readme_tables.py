@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TABLES = {
-    "topk": {"models": ["popularity", "ease", "dae", "vae"], "metric": "ndcg@100",
+    "topk": {"models": ["popularity", "ease", "ease:none", "dae", "vae"], "metric": "ndcg@100",
              "datasets": ["ml-100k", "ml-latest-small", "lastfm-2k"]},
 }
 # The rating table: one row per (label, model, extra main.py flags, metrics shown); every model with its preset.
@@ -40,20 +40,19 @@ UNTUNED = {"models": ["mf", "deeprec", "multitask"], "dataset": "ml-latest-small
 
 
 def run_cell(model: str, dataset: str, seeds: str, out: Path, extra=()) -> dict:
-    """``main.py --seeds`` for one model and dataset; returns its seeds.json."""
-    folder = out / f"{dataset}-{model}"
-    cmd = [sys.executable, str(REPO / "main.py"), "--model", model, "--dataset", dataset, "--seeds", seeds,
+    """``main.py --seeds`` for one model and dataset; returns its seeds.json.
+
+    ``model`` may end in ``:none``: the model without presets (``--config none``, the built-in defaults).
+    """
+    name, _, variant = model.partition(":")
+    folder = out / f"{dataset}-{model.replace(':', '-')}"
+    if variant:
+        extra = (*extra, "--config", variant)
+    cmd = [sys.executable, str(REPO / "main.py"), "--model", name, "--dataset", dataset, "--seeds", seeds,
            "--export_dir", str(folder), *extra]
     print("readme_tables:", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
     return json.loads((folder / "seeds.json").read_text())
-
-
-def row_of(report: dict, model: str) -> dict:
-    """A seeds.json report as a row of :func:`training.compare.versus_best`."""
-    return {"model": model, "test": {k: m["mean"] for k, m in report["metrics"].items()},
-            "interval": {k: [m["low"], m["high"]] for k, m in report["metrics"].items()},
-            "values": {k: m["values"] for k, m in report["metrics"].items()}}
 
 
 def table(kind: str, cells: dict[str, dict[str, dict]], seeds: str) -> str:
@@ -69,7 +68,7 @@ def table(kind: str, cells: dict[str, dict[str, dict]], seeds: str) -> str:
     datasets = [d for d in spec["datasets"] if d in cells]
     marks = {}
     for dataset in datasets:
-        rows = [row_of(cells[dataset][m], m) for m in spec["models"] if m in cells[dataset]]
+        rows = [compare.seeds_row(cells[dataset][m], m) for m in spec["models"] if m in cells[dataset]]
         compare.versus_best(rows, metric)
         marks[dataset] = {r["model"]: r for r in rows}
     lines = [f"Test {metric}, mean (95% t-interval) over seeds {seeds}; 'below': significantly worse than the best "
@@ -87,7 +86,8 @@ def table(kind: str, cells: dict[str, dict[str, dict]], seeds: str) -> str:
             mark = row["versus_best"]
             verdict = " **best**" if mark.get("best") else (" below" if mark["below"] else "")
             out.append(f"{row['test'][metric]:.4f} ({low:.4f}..{high:.4f}){verdict}")
-        lines.append(f"| {model} | " + " | ".join(out) + " |")
+        label = model.replace(":none", " (`--config none`: built-in defaults)")
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +124,10 @@ def popularity_mrr(report: dict, data_dir=None) -> dict:
     splits (each run's, rebuilt from its run folder), no model.
     """
     import numpy as np
+
+    from cli import tf_logs
+
+    tf_logs.import_tensorflow()  # without the CUDA start-up noise on a CPU machine
     import tensorflow as tf
 
     from training import metrics, repeats, runner

@@ -124,5 +124,7 @@ def test_main_tune_writes_a_preset_a_run_then_uses(mirror, tmp_path):
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["model"]["config"]["ease_lambda"] == lam
     assert manifest["settings"]["file"] == str(out / "preset.toml")
+    # EASE has a preset for ML-100K (lambda 200): the study starts from it and says so.
+    assert preset["provenance"]["started_from"] == "configs/ease/ml-100k.toml"
     bad = main_process("--tune", "--train", "--export_dir", out, *common, check=False)
     assert bad.returncode == 2 and "--tune runs alone" in bad.stderr

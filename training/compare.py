@@ -147,11 +147,20 @@ def _repeated(cfg: RunConfig, seeds: Sequence[int], run_dir: Path, verbose: bool
     from training import repeats
 
     rep = repeats.repeat(cfg, seeds, run_dir, verbose=verbose)
-    return {"model": cfg.model, "export_dir": str(run_dir), "reused": all(r["reused"] for r in rep["runs"]),
-            "test": {k: m["mean"] for k, m in rep["metrics"].items()},
-            "interval": {k: [m["low"], m["high"]] for k, m in rep["metrics"].items()},
-            "values": {k: m["values"] for k, m in rep["metrics"].items()},
+    return {**seeds_row(rep, cfg.model), "export_dir": str(run_dir), "reused": all(r["reused"] for r in rep["runs"]),
             "train_seconds": None, "epochs": None, "protocol": rep["protocol"]}
+
+
+def seeds_row(report: dict, model: str) -> dict:
+    """A ``seeds.json`` report (:func:`training.repeats.repeat`) as a row of :func:`versus_best`.
+
+    Returns:
+      ``model``, ``test`` (each metric's mean), ``interval`` ([low, high]) and ``values`` (per seed).
+    """
+    metrics = report["metrics"]
+    return {"model": model, "test": {k: m["mean"] for k, m in metrics.items()},
+            "interval": {k: [m["low"], m["high"]] for k, m in metrics.items()},
+            "values": {k: m["values"] for k, m in metrics.items()}}
 
 
 def versus_best(rows: list[dict], metric: str) -> dict:
