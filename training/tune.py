@@ -40,7 +40,13 @@ STUDY = "study.db"
 Space = dict[str, tuple]
 
 
+# No trial is pruned before this epoch: a model that validates every epoch is still far from its best after one
+# (DeepRec's first-epoch RMSE is ~1.5 whatever its settings), so comparing it to the median there prunes at random.
+WARMUP_EPOCHS = 10
+
+
 # --- search spaces -------------------------------------------------------------------
+
 def check_space(space: Space) -> None:
     """Raises ConfigError for a malformed search space (what :func:`sample` cannot draw from)."""
     for key, spec in space.items():
@@ -169,7 +175,7 @@ def tune(base: RunConfig, space: Space, trials: int, out_dir: Union[str, Path], 
         study = optuna.create_study(
             study_name="tfcf", storage=f"sqlite:///{(out_dir / STUDY).resolve()}", load_if_exists=True,
             direction=direction, sampler=optuna.samplers.TPESampler(seed=base.seed),
-            pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3))
+            pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP_EPOCHS))
         identity = _identity(base, space)
         held = study.user_attrs.get("identity")
         if held is None:
