@@ -35,7 +35,7 @@ RATING_ROWS = [
 ]
 RATING_DATASET = "ml-100k"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
-# Rating models on a data set none of them was tuned on: the built-in defaults and the size rules alone.
+# Rating models on a data set none of them was tuned on: their default.toml and the size rules alone.
 UNTUNED = {"models": ["mf", "deeprec", "multitask"], "dataset": "ml-latest-small", "metric": "rmse"}
 
 
@@ -175,10 +175,10 @@ def rating_table(cells: dict[str, dict], seeds: str) -> str:
 
 
 def untuned_table(cells: dict[str, dict], seeds: str) -> str:
-    """Rating models on a data set none of them was tuned on: defaults and size rules only."""
+    """Rating models on a data set none of them was tuned on: their default.toml and the size rules only."""
     metric = UNTUNED["metric"]
-    lines = [f"Rating models on {UNTUNED['dataset']}, tuned on none of its data (no preset: the built-in defaults "
-             f"and the size rules), test {metric.upper()}, mean (95% t-interval) over seeds {seeds}. Command: "
+    lines = [f"Rating models on {UNTUNED['dataset']}, tuned on none of its data (no preset for it: each model's "
+             f"configs/<model>/default.toml and the size rules), test {metric.upper()}, mean (95% t-interval) over seeds {seeds}. Command: "
              f"`python main.py --model M --dataset {UNTUNED['dataset']} --seeds {seeds}`.", "",
              f"| model | {metric.upper()} |", "| --- | --- |"]
     for model in UNTUNED["models"]:
