@@ -182,9 +182,7 @@ def _tune() -> int:
     path = Path(out) / "preset.toml"
     config_file.write(path, found, {
         "chosen_by": "python main.py " + " ".join(sys.argv[1:]),
-        "started_from": str(settings.path.relative_to(config_file.PRESETS.parent)) if settings is not None and
-        settings.path.is_relative_to(config_file.PRESETS.parent) else (str(settings.path) if settings else "the "
-                                                                                                "built-in defaults"),
+        "started_from": config_file.shipped_name(settings.path) if settings else "the built-in defaults",
         "validation": f"{result.metric} {result.best_value:.4f} (best of {result.complete} complete and "
                       f"{result.pruned} pruned trials; {out}/trials.md)",
         "date": datetime.date.today().isoformat()})

@@ -110,11 +110,7 @@ def folds_report(model: str, out: Path) -> dict:
             subprocess.run(cmd, check=True, cwd=REPO)
         for name, value in json.loads((folder / "results.json").read_text())["test"].items():
             values.setdefault(name, []).append(value)
-    metrics = {}
-    for name, vals in values.items():
-        mean, low, high = repeats.t_interval(vals)
-        metrics[name] = {"mean": mean, "low": low, "high": high, "values": vals}
-    return {"metrics": metrics}
+    return {"metrics": repeats.summarize(values)}
 
 
 def popularity_mrr(report: dict, data_dir=None) -> dict:
@@ -132,20 +128,19 @@ def popularity_mrr(report: dict, data_dir=None) -> dict:
 
     from training import metrics, repeats, runner
 
+    def as_sparse(m):
+        coo = m.tocoo()
+        return tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype(np.int64),
+                                                 coo.data.astype(np.float32), coo.shape))
+
     values = []
     for run in report["runs"]:
         split, _ = runner.split_of_run(run["export_dir"], data_dir)
         counts = np.asarray(split.train.getnnz(axis=0), np.float32)
         scores = tf.constant(np.tile(counts, (split.train.shape[0], 1)))
-        def as_sparse(m):
-            coo = m.tocoo()
-            return tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype(np.int64),
-                                                     coo.data.astype(np.float32), coo.shape))
-
         total, n = metrics.mrr(scores, as_sparse(split.test), seen=as_sparse(split.train))
         values.append(float(total) / float(n))
-    mean, low, high = repeats.t_interval(values)
-    return {"metrics": {"mrr": {"mean": mean, "low": low, "high": high, "values": values}}}
+    return {"metrics": repeats.summarize({"mrr": values})}
 
 
 def rating_table(cells: dict[str, dict], seeds: str) -> str:

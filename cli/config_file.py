@@ -133,6 +133,12 @@ def preset_for(model: str, dataset: str, root: Path = PRESETS) -> Optional[Setti
     return None
 
 
+def shipped_name(path: Path) -> str:
+    """A shipped preset as ``configs/<model>/<name>.toml``; any other file as its path."""
+    path = Path(path)
+    return str(path.relative_to(PRESETS.parent)) if path.is_relative_to(PRESETS.parent) else str(path)
+
+
 def _as_argument(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

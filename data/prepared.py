@@ -42,11 +42,11 @@ def looks_prepared(dataset: str) -> bool:
         (folder / "test_te.csv").is_file() or (folder / "test.csv").is_file())
 
 
-def _read(folder: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read(folder: Path, name: str, columns: tuple[str, ...], needed: tuple[str, ...]) -> pd.DataFrame:
     path = folder / name
     if not path.is_file():
-        raise DatasetError(f"{folder}: no {name} (a prepared split needs {', '.join(columns)} files: see "
-                           f"--protocol prepared in the README)")
+        raise DatasetError(f"{folder}: no {name} (a prepared split needs {', '.join(needed)}: see --protocol "
+                           f"prepared in the README)")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -83,7 +83,7 @@ def read_heldout(folder: Path) -> HeldoutSplit:
       DatasetError: a missing file or column, ids that are not whole numbers, an item beyond ``unique_sid.txt``,
         a user in two parts, or a part without users.
     """
-    parts = {name: _read(folder, name, ("uid", "sid")) for name in HELDOUT_FILES}
+    parts = {name: _read(folder, name, ("uid", "sid"), HELDOUT_FILES) for name in HELDOUT_FILES}
     ids = {name: (_numbers(f, "uid", folder / name), _numbers(f, "sid", folder / name)) for name, f in parts.items()}
     top = max(int(s.max(initial=-1)) for _, s in ids.values()) + 1
     item_ids: Optional[np.ndarray] = None
@@ -134,7 +134,7 @@ def read_ratings(folder: Path) -> RatingSplit:
     """
     columns = ("user", "item", "rating")
     names = [*RATING_FILES, *([RATING_VALIDATION_FILE] if (folder / RATING_VALIDATION_FILE).is_file() else [])]
-    frames = {name: _read(folder, name, columns) for name in names}
+    frames = {name: _read(folder, name, columns, RATING_FILES) for name in names}
     for name, frame in frames.items():
         rating = pd.to_numeric(frame["rating"], errors="coerce")
         if rating.isna().any() or not np.isfinite(rating).all():

@@ -278,7 +278,7 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     policy = policy or precision.policy_name(cfg.use_amp)
     cfg, _ = resolve(cfg, split, dist.size)
     t0 = time.perf_counter()
-    data = datasets_for(family, split, cfg, dist)
+    data = make_datasets(family.cls, split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
     model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
     set_metrics(model, cfg)
     if model.closed_form:

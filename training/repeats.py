@@ -92,12 +92,7 @@ def repeat(base: RunConfig, seeds: Sequence[int], out_dir: Union[str, Path], ver
         info = results.get("data", info)
         runs.append({"seed": seed, "export_dir": str(run_dir), "reused": bool(results.get("reused")),
                      "test": {k: v for k, v in results["test"].items() if not k.endswith("/count")}})
-    metrics = {}
-    for name in runs[0]["test"]:
-        values = [r["test"][name] for r in runs]
-        mean, low, high = t_interval(values)
-        metrics[name] = {"mean": mean, "low": low, "high": high, "std": float(np.std(values, ddof=1)),
-                         "values": values}
+    metrics = summarize({name: [r["test"][name] for r in runs] for name in runs[0]["test"]})
     report = {"model": base.model, "dataset": base.data.dataset, "protocol": info.get("protocol"), "seeds": seeds,
               "confidence": CONFIDENCE, "metrics": metrics, "runs": runs}
     if distribute.get(base.distribution).is_chief:
@@ -108,6 +103,16 @@ def repeat(base: RunConfig, seeds: Sequence[int], out_dir: Union[str, Path], ver
             print(markdown(report), flush=True)
             print(f"seeds: wrote {REPORT}.md and {REPORT}.json in {out_dir}", flush=True)
     return report
+
+
+def summarize(values: dict[str, Sequence[float]]) -> dict[str, dict]:
+    """Metric -> its repeated values, as ``seeds.json`` reports them: ``mean``, ``low``, ``high`` (the 95%
+    t-interval), ``std`` and ``values``."""
+    out = {}
+    for name, vals in values.items():
+        mean, low, high = t_interval(vals)
+        out[name] = {"mean": mean, "low": low, "high": high, "std": float(np.std(vals, ddof=1)), "values": list(vals)}
+    return out
 
 
 def markdown(report: dict) -> str:
