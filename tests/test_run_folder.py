@@ -179,8 +179,8 @@ def test_divergence_exports_the_last_good_weights_and_the_suggested_command_runs
     folder = tmp_path / "run"
     step = Trainer._train_step
 
-    def poisoned(self, batch):  # a NaN loss from the third epoch on
-        logs = step(self, batch)
+    def poisoned(self, batch, updater):  # a NaN loss from the third epoch on
+        logs = step(self, batch, updater)
         return {**logs, "loss": tf.where(self.epoch >= 2, tf.constant(np.nan, logs["loss"].dtype), logs["loss"])}
 
     monkeypatch.setattr(Trainer, "_train_step", poisoned)

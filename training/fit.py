@@ -291,9 +291,10 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
         model.observe_training_data(split.train)
     if cfg.warm_start:
         warm_start_weights(model, cfg.warm_start)
-    optimizer = make_optimizer(cfg.optim, data.steps_per_epoch * model.updates_per_step())
+    optimizers = {phase.name: make_optimizer(cfg.optim, data.steps_per_epoch * phase.passes * model.updates_per_step())
+                  for phase in model.phases()}  # one per phase; milestones count epochs in each
     patience = model.default_patience if cfg.train.patience is None else cfg.train.patience
-    trainer = Trainer(model, optimizer, dataclasses.replace(cfg.train, patience=patience or None), dist, policy)
+    trainer = Trainer(model, optimizers, dataclasses.replace(cfg.train, patience=patience or None), dist, policy)
     diverged = None
     try:
         history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation, on_validation)

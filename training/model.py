@@ -7,12 +7,16 @@ with loss scaling and gradient averaging (:class:`Updater`), checkpoints,
 logging and precision. A model overrides ``train_step`` only when its paper
 needs more than one update per batch (DeepRec's dense re-feeding) or a counter
 (Mult-VAE's KL annealing), and even then it updates through the ``Updater``.
+A model whose paper alternates what it trains (RecVAE: encoder epochs, then a
+decoder epoch) declares its :class:`Phase` s and keeps state from one epoch
+to the next in :meth:`Model.end_epoch`; the engine runs the phases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -33,20 +37,59 @@ def initializer_seeds(seed: int) -> Iterator[int]:
     return iter(range(seed * 1000, seed * 1000 + 1000))
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One update phase of a training epoch.
+
+    An epoch runs its model's phases in order; each phase makes ``passes``
+    passes over the training data, updating only ``variables()`` with an
+    optimizer of its own (so Adam's moments of one phase never see the
+    other's steps). A model with one phase (the default) trains every
+    variable once per epoch.
+
+    Attributes:
+      name: the phase's name (its optimizer's key in checkpoints, its logs).
+      passes: passes over the training data per epoch.
+      variables: () -> the variables it updates; None: every trainable variable.
+    """
+
+    name: str = "all"
+    passes: int = 1
+    variables: Optional[Callable[[], Sequence[tf.Variable]]] = None
+
+
 class Updater:
     """One optimizer step: loss scaling, gradients, worker averaging, apply.
 
     Every update of every model goes through :meth:`minimize`, so loss scaling
     under float16 and Horovod's gradient averaging apply to all of them (the
     DeepRec reference lost its fp16 handling in a copy-pasted re-feeding step).
+    Each :class:`Phase` has its Updater (its variables, its optimizer); they
+    share one update counter.
+
+    Args:
+      model: the model.
+      optimizer: the phase's optimizer.
+      distribution: averages the gradients over workers.
+      phase: the :class:`Phase` it updates (default: every trainable variable).
+      updates: the counter to share with the other phases' Updaters (default: a new one).
     """
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, distribution) -> None:
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, distribution,
+                 phase: Optional[Phase] = None, updates: Optional[tf.Variable] = None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.distribution = distribution
+        self.phase = phase or Phase()
         # Counts every applied update, re-feeding ones included.
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.updates = updates if updates is not None else tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                                       name="updates")
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """The variables this Updater's phase trains."""
+        chosen = self.phase.variables
+        return list(chosen()) if chosen is not None else list(self.model.trainable_variables)
 
     def minimize(self, loss_fn: Callable[[], tuple[tf.Tensor, dict]]) -> tuple[tf.Tensor, dict]:
         """Differentiates ``loss_fn()`` and applies one optimizer update.
@@ -57,7 +100,7 @@ class Updater:
         Returns:
           The unscaled loss and the logs.
         """
-        variables = self.model.trainable_variables
+        variables = self.variables
         with tf.GradientTape() as tape:
             loss, logs = loss_fn()
             scaled = precision.scale_loss(self.optimizer, loss)
@@ -103,9 +146,24 @@ class Model(keras.Model, Recommender):
         """Optimizer updates one ``train_step`` applies (learning-rate milestones count epochs with it)."""
         return 1
 
+    def phases(self) -> tuple[Phase, ...]:
+        """The update phases of one epoch, in order (see :class:`Phase`); one phase of every variable by default."""
+        return (Phase(),)
+
+    def end_epoch(self) -> None:
+        """Called by the engine after each epoch's phases, before validation and the checkpoint.
+
+        A model that carries state from one epoch to the next keeps it in
+        variables (so checkpoints hold it) and updates it here. The default
+        does nothing.
+        """
+
     # --- what the engine calls -----------------------------------------------------
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
-        """One training step; the default is one update on ``compute_loss``."""
+        """One training step; the default is one update on ``compute_loss``.
+
+        ``updater.phase`` says which :class:`Phase` the step belongs to.
+        """
         loss, logs = updater.minimize(lambda: self.compute_loss(batch, training=True))
         return {"loss": loss, **logs}
 

@@ -236,6 +236,8 @@ class _DivergedRun(TrainingError):
 def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str) -> dict:
     """Average epoch training and validation time after ``warm_up_epochs``, and users/s.
 
+    Users/s counts every pass over the data (a RecVAE epoch makes several).
+
     Trains a fresh model in a temporary folder: the run's checkpoints are untouched.
     """
     family = families.get(cfg.model)
@@ -254,7 +256,8 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
                "batch_size_train": cfg.optim.batch_size_train,
                "mean_epoch_train_seconds": train_s,
                "mean_epoch_validation_seconds": float(np.mean(val_s)) if val_s else None,
-               "rows_per_second": result.data.rows_per_epoch / train_s}
+               "passes_per_epoch": result.trainer.passes_per_epoch,
+               "rows_per_second": result.data.rows_per_epoch * result.trainer.passes_per_epoch / train_s}
     if dist.is_chief:
         files.write_json(Path(cfg.export_dir) / "benchmark.json", summary)
     _say(dist, cfg, f"benchmark: {train_s:.3f} s/epoch training ({summary['rows_per_second']:,.0f} rows/s), "

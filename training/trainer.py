@@ -10,12 +10,13 @@ and :mod:`training.distribute`; the model brings its loss and train step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import keras
 import numpy as np
@@ -139,31 +140,65 @@ class Trainer:
       policy: the dtype policy name the model was built under.
     """
 
-    def __init__(self, model: Model, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
-                 distribution: Optional[distribute.Distribution] = None, policy: str = precision.FLOAT32) -> None:
+    def __init__(self, model: Model, optimizer: keras.optimizers.Optimizer | Mapping[str, keras.optimizers.Optimizer],
+                 config: TrainConfig, distribution: Optional[distribute.Distribution] = None,
+                 policy: str = precision.FLOAT32) -> None:
         self.model = model
         self.config = config
         self.distribution = distribution or distribute.Distribution()
-        self.optimizer = precision.wrap_optimizer(optimizer, policy)
-        self.updater = Updater(model, self.optimizer, self.distribution)
+        model.ensure_built()
+        self.phases = tuple(model.phases())
+        if isinstance(optimizer, Mapping):
+            missing = [p.name for p in self.phases if p.name not in optimizer]
+            if missing:
+                raise ValueError(f"no optimizer for the phase(s) {', '.join(missing)} of {type(model).__name__}")
+            optimizers = [optimizer[p.name] for p in self.phases]
+        elif len(self.phases) == 1:
+            optimizers = [optimizer]
+        else:
+            raise ValueError(f"{type(model).__name__} trains in phases ({', '.join(p.name for p in self.phases)}): "
+                             f"pass one optimizer per phase, keyed by its name")
+        optimizers = [precision.wrap_optimizer(o, policy) for o in optimizers]
+        first = Updater(model, optimizers[0], self.distribution, self.phases[0])
+        self.updaters = [first] + [Updater(model, o, self.distribution, p, updates=first.updates)
+                                   for p, o in zip(self.phases[1:], optimizers[1:])]
+        for updater in self.updaters:
+            updater.optimizer.build(updater.variables)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="best_value")
         self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
         # The epoch records as JSON, saved with every checkpoint (see History).
         self.records = tf.Variable("[]", dtype=tf.string, trainable=False, name="records")
-        model.ensure_built()
-        self.optimizer.build(model.trainable_variables)
         self.export_dir = Path(config.export_dir)
         # model.state() includes random-generator states (dropout and sampling
-        # noise), so a resumed run continues exactly where it stopped.
+        # noise), so a resumed run continues exactly where it stopped. The first
+        # phase's optimizer is "optimizer", as for a model of one phase.
+        more = {f"optimizer_{u.phase.name}": u.optimizer for u in self.updaters[1:]}
         self._checkpoint = tf.train.Checkpoint(model=model.state(), optimizer=self.optimizer, epoch=self.epoch,
                                                updates=self.updater.updates, best_value=self.best_value,
-                                               best_epoch=self.best_epoch, records=self.records)
+                                               best_epoch=self.best_epoch, records=self.records, **more)
         self._best = tf.train.Checkpoint(model=model.state())
         self._manager: Optional[tf.train.CheckpointManager] = None
         self._writer = None
-        self._train_fn = tf.function(self._train_step, jit_compile=config.xla or None, reduce_retracing=True)
+        # One compiled step per phase: the phase is a constant of its trace.
+        self._train_fns = [tf.function(functools.partial(self._train_step, updater=u),
+                                       jit_compile=config.xla or None, reduce_retracing=True) for u in self.updaters]
         self._eval_fn = tf.function(model.evaluate_step, reduce_retracing=True)
+
+    @property
+    def updater(self) -> Updater:
+        """The first phase's :class:`Updater` (the only one of a model with one phase)."""
+        return self.updaters[0]
+
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The first phase's optimizer (wrapped for loss scaling where the policy needs it)."""
+        return self.updaters[0].optimizer
+
+    @property
+    def passes_per_epoch(self) -> int:
+        """Passes over the training data in one epoch (every phase's)."""
+        return sum(p.passes for p in self.phases)
 
     # --- checkpoints ---------------------------------------------------------------
     @property
@@ -195,7 +230,8 @@ class Trainer:
         # Workers take the chief's state: its weights, optimizer slots, RNG states
         # and counters (a worker whose disk lacks the checkpoint would else restart
         # at epoch 0 and run more steps than the others).
-        self.distribution.broadcast_variables(self.model.variables + self.optimizer.variables + [
+        optimizer_variables = [v for u in self.updaters for v in u.optimizer.variables]
+        self.distribution.broadcast_variables(self.model.variables + optimizer_variables + [
             self.epoch, self.updater.updates, self.best_value, self.best_epoch])
         return int(self.epoch.numpy())
 
@@ -225,8 +261,8 @@ class Trainer:
         return bool(found.numpy())
 
     # --- steps ---------------------------------------------------------------------
-    def _train_step(self, batch: dict[str, Any]) -> dict[str, tf.Tensor]:
-        return self.model.train_step(batch, self.updater)
+    def _train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
+        return self.model.train_step(batch, updater)
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Metrics of the model on a dataset (see :func:`evaluate`)."""
@@ -239,9 +275,11 @@ class Trainer:
         """Trains until ``config.epochs`` (resuming from the latest checkpoint).
 
         Args:
-          train_data: epoch -> that epoch's dataset of this worker (shuffled from
-            the seed and the epoch, so a resumed epoch sees the same order).
-          steps_per_epoch: steps of one epoch on this worker (for progress/ETA).
+          train_data: pass -> that pass's dataset of this worker (shuffled from
+            the seed and the pass, so a resumed epoch sees the same order); an
+            epoch makes :attr:`passes_per_epoch` passes (one, unless the
+            model has phases), so the pass of a model of one phase is its epoch.
+          steps_per_epoch: steps of one pass over the data on this worker (for progress/ETA).
           rows_per_epoch: users (or ratings) of one epoch on all workers (users/s).
           validation_data: () -> the validation dataset of this worker.
           on_validation: called with (epoch, validation metrics) after each
@@ -267,31 +305,47 @@ class Trainer:
             self._writer = tf.summary.create_file_writer(cfg.log_dir or str(self.export_dir / "logs"))
         stale = 0
         run_start = time.perf_counter()
+        passes = self.passes_per_epoch
+        epoch_steps = steps_per_epoch * passes
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             last_print = t0
             totals: dict[str, float] = {}
+            counts: dict[str, int] = {}
             steps = 0
-            for batch in train_data(epoch):
-                logs = self._train_fn(batch)
-                loss = float(logs["loss"])
-                if not math.isfinite(loss):
-                    self._diverged(epoch, steps, loss, history)
-                for k, v in logs.items():
-                    totals[k] = totals.get(k, 0.0) + float(v)
-                steps += 1
-                if cfg.record_steps:
-                    history.steps.append({"epoch": epoch + 1, "step": steps, **{k: float(v) for k, v in logs.items()}})
-                now = time.perf_counter()
-                if chief and cfg.verbose and now - last_print >= cfg.progress_seconds and steps < steps_per_epoch:
-                    last_print = now
-                    rate = steps / (now - t0)
-                    left = (steps_per_epoch - steps) / rate + (cfg.epochs - epoch - 1) * steps_per_epoch / rate
-                    print(f"epoch {epoch + 1}/{cfg.epochs} step {steps}/{steps_per_epoch} loss {loss:.4f} "
-                          f"{rate * rows_per_epoch / max(steps_per_epoch, 1):,.0f} rows/s ETA {_fmt_duration(left)}",
-                          flush=True)
-                if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
-                    break
+            data_pass = epoch * passes
+            for updater, train_fn in zip(self.updaters, self._train_fns):
+                # A model of several phases logs each phase's values under its name, and "loss" over all.
+                prefix = f"{updater.phase.name}/" if len(self.phases) > 1 else ""
+                for _ in range(updater.phase.passes):
+                    pass_steps = 0
+                    for batch in train_data(data_pass):
+                        logs = train_fn(batch)
+                        loss = float(logs["loss"])
+                        if not math.isfinite(loss):
+                            self._diverged(epoch, steps, loss, history)
+                        named = {f"{prefix}{k}": float(v) for k, v in logs.items()}
+                        named["loss"] = loss
+                        for k, v in named.items():
+                            totals[k] = totals.get(k, 0.0) + v
+                            counts[k] = counts.get(k, 0) + 1
+                        steps += 1
+                        pass_steps += 1
+                        if cfg.record_steps:
+                            history.steps.append({"epoch": epoch + 1, "step": steps, **named})
+                        now = time.perf_counter()
+                        if chief and cfg.verbose and now - last_print >= cfg.progress_seconds and steps < epoch_steps:
+                            last_print = now
+                            rate = steps / (now - t0)
+                            left = (epoch_steps - steps) / rate + (cfg.epochs - epoch - 1) * epoch_steps / rate
+                            print(f"epoch {epoch + 1}/{cfg.epochs} {prefix.rstrip('/') + ' ' if prefix else ''}"
+                                  f"step {steps}/{epoch_steps} loss {loss:.4f} "
+                                  f"{rate * rows_per_epoch / max(steps_per_epoch, 1):,.0f} rows/s "
+                                  f"ETA {_fmt_duration(left)}", flush=True)
+                        if cfg.max_steps_per_epoch and pass_steps >= cfg.max_steps_per_epoch:
+                            break
+                    data_pass += 1
+            self.model.end_epoch()
             train_seconds = time.perf_counter() - t0
             record = {"epoch": epoch + 1, "train_seconds": train_seconds,
                       "rows_per_second": rows_per_epoch * steps / max(steps_per_epoch, 1) / train_seconds,
@@ -300,7 +354,7 @@ class Trainer:
                 # The mean over workers: the loss of the global batch (workers run equal steps).
                 summed = self.distribution.sum({k: tf.constant(v, tf.float64) for k, v in totals.items()})
                 totals = {k: float(v) / self.distribution.size for k, v in summed.items()}
-            record.update({k: v / max(steps, 1) for k, v in totals.items()})
+            record.update({k: v / max(counts[k], 1) for k, v in totals.items()})
             self.epoch.assign(epoch + 1)
             improved = False
             if validation_data is not None and ((epoch + 1) % cfg.validation_step == 0 or epoch + 1 == cfg.epochs):
