@@ -53,7 +53,8 @@ PARAM_FLAGS = {
     "last_layer_activations": "last_layer_activations", "aug_step": "aug_step", "major": "major", "rank": "rank",
     "use_bias": "use_bias", "embedding_dim": "embedding_dim", "layer_sizes": "layer_sizes",
     "factorization_weight": "factorization_weight", "regression_weight": "regression_weight",
-    "no_shared_embeddings": "shared_embeddings", "bpr_form": "bpr_form",
+    "no_shared_embeddings": "shared_embeddings", "bpr_form": "bpr_form", "kl_gamma": "kl_gamma",
+    "encoder_epochs": "encoder_epochs", "decoder_epochs": "decoder_epochs",
 }
 FLAG_KEYS.update({flag: (f"model_params.{param}",) for flag, param in PARAM_FLAGS.items()})
 # Flags only models with a training loop use.

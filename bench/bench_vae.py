@@ -2,11 +2,13 @@
 
 Rows of the table: (a) the sparse first layer (tf.sparse matmul), (b) the dense-feed baseline (each batch densified,
 as the original code did), (c) --xla (gather + segment-sum first layer, jit_compile), (d) --use_tf_amp (bf16 on CPU),
-(e) --use_tf_amp with --xla; then one evaluation of 10,000 held-out users (Recall@20/50, NDCG@100 on the device)
+(e) --use_tf_amp with --xla, (f) RecVAE at its defaults (an epoch is its encoder passes plus its decoder pass,
+each timed as its own step); then one evaluation of 10,000 held-out users (Recall@20/50, NDCG@100 on the device)
 against the time of one full training epoch.
 
     python bench/bench_vae.py                      # ~5 minutes on 2 cores
     python bench/bench_vae.py --steps 40 --batch 1000
+    python bench/bench_vae.py --rows a,f           # Mult-VAE against RecVAE only
 
 Users/s are measured over --steps training steps after one warm-up pass (compilation); an epoch's time is
 extrapolated from it. Not run by the tests.
@@ -29,14 +31,16 @@ from absl import app, flags  # noqa: E402
 from data import pipeline, protocols, synthetic  # noqa: E402
 from training import distribute, precision, trainer  # noqa: E402
 from training.model import Updater  # noqa: E402
-from vae.config import VAEConfig  # noqa: E402
+from vae.config import RecVAEConfig, VAEConfig  # noqa: E402
 from vae.model import MultVAE  # noqa: E402
+from vae.recvae import RecVAE  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Timed training steps per configuration.")
 flags.DEFINE_integer("batch", 500, "Users per training step.")
 flags.DEFINE_integer("eval_users", 10000, "Held-out users in the timed evaluation.")
 flags.DEFINE_string("shape", "ml-20m", "A data.synthetic.SHAPES key.")
+flags.DEFINE_list("rows", ["a", "b", "c", "d", "e", "f"], "Rows of the table to measure.")
 
 
 class DenseFeedVAE(MultVAE):
@@ -55,12 +59,8 @@ class DenseFeedVAE(MultVAE):
         return mu, logvar
 
 
-def time_training(model_cls, split, policy, xla) -> float:
-    with precision.policy_scope(policy):
-        model = model_cls(VAEConfig(n_items=split.n_items))
-        model.ensure_built()
-    optimizer = precision.wrap_optimizer(keras.optimizers.Adam(1e-3), policy)
-    updater = Updater(model, optimizer, distribute.Distribution())
+def _users_per_s(model, split, updater, xla) -> float:
+    """Users/s of ``model.train_step`` through ``updater`` over FLAGS.steps steps after a warm-up."""
     step = tf.function(lambda b: model.train_step(b, updater), jit_compile=xla or None, reduce_retracing=True)
     make = pipeline.xla_row_batches if xla else pipeline.row_batches
     data = make(split.train, FLAGS.batch, shuffle=True, seed=0, drop_remainder=True)
@@ -72,6 +72,20 @@ def time_training(model_cls, split, policy, xla) -> float:
         loss = step(next(batches))["loss"]
     float(loss)
     return FLAGS.steps * FLAGS.batch / (time.perf_counter() - start)
+
+
+def time_training(model_cls, split, policy, xla) -> tuple[float, float]:
+    """(users/s, seconds per epoch) of a model at its defaults; an epoch runs every phase its passes."""
+    with precision.policy_scope(policy):
+        config = (RecVAEConfig if model_cls is RecVAE else VAEConfig)(n_items=split.n_items)
+        model = model_cls(config)
+        model.ensure_built()
+    epoch_s = 0.0
+    for phase in model.phases():
+        optimizer = precision.wrap_optimizer(keras.optimizers.Adam(1e-3), policy)
+        updater = Updater(model, optimizer, distribute.Distribution(), phase=phase)
+        epoch_s += phase.passes * split.train.shape[0] / _users_per_s(model, split, updater, xla)
+    return split.train.shape[0] / epoch_s, epoch_s
 
 
 def time_evaluation(split) -> float:
@@ -100,21 +114,24 @@ def main(argv):
                ("(b) dense feed, fp32", DenseFeedVAE, precision.FLOAT32, False),
                ("(c) sparse, --xla", MultVAE, precision.FLOAT32, True),
                ("(d) sparse, --use_tf_amp (bf16)", MultVAE, precision.policy_name(True), False),
-               ("(e) --use_tf_amp --xla", MultVAE, precision.policy_name(True), True)]
+               ("(e) --use_tf_amp --xla", MultVAE, precision.policy_name(True), True),
+               ("(f) RecVAE, sparse, fp32", RecVAE, precision.FLOAT32, False)]
     rows = []
     for name, cls, policy, xla in configs:
-        ups = time_training(cls, split, policy, xla)
-        rows.append((name, ups, split.train.shape[0] / ups))
-        print(f"{name}: {ups:,.0f} users/s", flush=True)
+        if name[1] not in FLAGS.rows:
+            continue
+        ups, epoch = time_training(cls, split, policy, xla)
+        rows.append((name, ups, epoch))
+        print(f"{name}: {ups:,.0f} users/s ({epoch:.1f} s per epoch)", flush=True)
     eval_s = time_evaluation(split)
-    base = rows[0][1]
-    print(f"\n| configuration | users/s | x (a) | epoch s ({split.train.shape[0]:,} users) |")
+    base = rows[0]
+    print(f"\n| configuration | users/s per epoch | epoch s ({split.train.shape[0]:,} users) | x {base[0][:3]} epoch |")
     print("| --- | --- | --- | --- |")
     for name, ups, epoch in rows:
-        print(f"| {name} | {ups:,.0f} | {ups / base:.2f} | {epoch:.1f} |")
-    epoch_s = rows[0][2]
+        print(f"| {name} | {ups:,.0f} | {epoch:.1f} | {epoch / base[2]:.2f} |")
+    epoch_s = base[2]
     print(f"\nfull evaluation of {split.val_input.shape[0]:,} users: {eval_s:.2f} s = "
-          f"{100 * eval_s / epoch_s:.1f}% of one fp32 training epoch ({epoch_s:.1f} s)")
+          f"{100 * eval_s / epoch_s:.1f}% of one {base[0][4:]} training epoch ({epoch_s:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ GRID = {
         dict(lam=0.001), dict(hidden=(), lam=0.001), dict(hidden=()), dict(total_anneal_steps=2000, lam=0.001))],
     "dae": [dict(batch=100, lr=lr, params=p) for lr, p in itertools.product(
         (1e-3, 3e-3), (dict(), dict(lam=0.001)))],
+    # RecVAE (50 epochs of 3 encoder + 1 decoder passes, the paper's): its lr, its decoder input, its γ.
+    "recvae": [dict(batch=None, lr=lr, params=p) for lr, p in (
+        (5e-4, dict()), (5e-4, dict(decoder_noise=True)), (1e-3, dict()), (5e-4, dict(kl_gamma=0.01)),
+        (5e-4, dict(kl_gamma=0.0025)))],
     "ease": [dict(params=dict(ease_lambda=lam)) for lam in (50.0, 100.0, 200.0, 500.0, 1000.0)],
 }
 
@@ -39,6 +43,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--models", default="ease,vae,dae")
     ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--validation_step", type=int, default=10)
     ap.add_argument("--root", default="/tmp/tune")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -51,8 +56,8 @@ def main() -> None:
                 cfg = RunConfig(
                     model=model.rstrip("0123456789"), modes=("train", "test"), export_dir=str(export_dir),
                     data=DataConfig(dataset=args.dataset),
-                    optim=OptimConfig(lr=setting.get("lr", 1e-3), batch_size_train=setting.get("batch", 500)),
-                    train=TrainConfig(epochs=args.epochs, validation_step=10, export_dir=str(export_dir),
+                    optim=OptimConfig(lr=setting.get("lr", 1e-3), batch_size_train=setting.get("batch", 500)),  # None: the model's rule
+                    train=TrainConfig(epochs=args.epochs, validation_step=args.validation_step, export_dir=str(export_dir),
                                       verbose=False),
                     model_params=setting.get("params", {}))
                 runner.run(cfg)

@@ -11,10 +11,11 @@ def positive_ints(values) -> bool:
     return values is None or all(v.strip().isdigit() and int(v) > 0 for v in values)
 
 
-flags.DEFINE_string("model", "vae", "The model: vae, dae, ease, popularity (top-k); deeprec, mf, multitask "
+flags.DEFINE_string("model", "vae", "The model: vae, dae, recvae, ease, popularity (top-k); deeprec, mf, multitask "
                     "(ratings). Each family's own flags follow.")
-flags.DEFINE_list("hidden_layers", None, "vae, dae, deeprec: hidden layer widths, e.g. 600 for Mult-VAE "
-                  "[I-600-200-600-I] (default: vae 600, dae none, deeprec 512,512,1024).")
+flags.DEFINE_list("hidden_layers", None, "vae, dae, recvae, deeprec: hidden layer widths, e.g. 600 for Mult-VAE "
+                  "[I-600-200-600-I] (default: vae 600, dae none, recvae 600,600,600,600,600 (one width: its "
+                  "layers are densely connected), deeprec 512,512,1024).")
 flags.DEFINE_float("lam", None, "vae, dae, deeprec, mf: L2 regularization weight on the weight matrices (default: "
                    "vae 0, dae 0.001, deeprec 0, mf 0.1).")
 

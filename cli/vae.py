@@ -1,4 +1,4 @@
-"""Mult-VAE and Mult-DAE (--model vae, dae)"""
+"""Mult-VAE, Mult-DAE and RecVAE (--model vae, dae, recvae)"""
 
 from absl import flags
 
@@ -9,6 +9,12 @@ flags.DEFINE_integer("total_anneal_steps", None, "Mult-VAE: KL weight = min(--an
                      "200,000 do for ML-20M's ~46,800 updates).", lower_bound=1)
 flags.DEFINE_float("anneal_cap", 0.2, "Mult-VAE: the largest KL weight.")
 flags.DEFINE_integer("latent_dim", None, "Latent code width; Mult-DAE's only hidden layer (default: 200).")
-flags.DEFINE_float("dropout", None, "Input dropout rate (default: 0.5).")
+flags.DEFINE_float("dropout", None, "Input dropout rate (default: 0.5; RecVAE: while its encoder trains).")
+flags.DEFINE_float("kl_gamma", None, "RecVAE: the KL weight of a user is this times the user's number of "
+                   "interactions (default: 0.005, the paper's).", lower_bound=0.0)
+flags.DEFINE_integer("encoder_epochs", None, "RecVAE: passes over the data training the encoder in each epoch, "
+                     "before the decoder's (default: 3).", lower_bound=1)
+flags.DEFINE_integer("decoder_epochs", None, "RecVAE: passes training the decoder in each epoch (default: 1).",
+                     lower_bound=1)
 
 flags.register_validator("dropout", fraction, message="--dropout must be in [0, 1)")

@@ -24,6 +24,7 @@ N_USERS, N_ITEMS = 80, 40
 SETTINGS = {
     "vae": dict(epochs=60, params=dict(hidden=(32,), latent=8, total_anneal_steps=100)),
     "dae": dict(epochs=60, params=dict(latent=16, lam=0.0)),
+    "recvae": dict(epochs=20, params=dict(hidden=(32, 32), latent=8)),
     "deeprec": dict(epochs=60, params=dict(hidden=(32, 16))),
     "mf": dict(epochs=60, params=dict(rank=4)),
     "multitask": dict(epochs=60, params=dict(embedding_dim=8, layer_sizes=(16,), factorization_weight=0.5,

@@ -21,8 +21,9 @@ from deeprec.model import DeepRec
 from mf.config import MF_SPACE, MULTITASK_SPACE, MFConfig, MultiTaskConfig
 from mf.model import MatrixFactorization, MultiTaskNet
 from training.recommender import Recommender
-from vae.config import DAE_SPACE, VAE_SPACE, VAEConfig
+from vae.config import DAE_SPACE, RECVAE_SPACE, VAE_SPACE, RecVAEConfig, VAEConfig
 from vae.model import MultVAE
+from vae.recvae import RecVAE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,8 @@ def register(family: Family) -> Family:
 
 register(Family("vae", MultVAE, VAEConfig, "Mult-VAE [I-600-200-600-I] (Liang et al. 2018)", VAE_SPACE))
 register(Family("dae", MultVAE, VAEConfig.dae, "Mult-DAE [I-200-I] (Liang et al. 2018)", DAE_SPACE))
+register(Family("recvae", RecVAE, RecVAEConfig, "RecVAE: composite prior, alternating updates (Shenbin et al. 2020)",
+                RECVAE_SPACE))
 register(Family("deeprec", DeepRec, DeepRecConfig.from_dims,
                 "deep rating autoencoder with dense re-feeding (Kuchaiev & Ginsburg 2017)", DEEPREC_SPACE))
 register(Family("mf", MatrixFactorization, MFConfig.from_dims, "low-rank matrix factorization with biases, MSE",

@@ -1,8 +1,10 @@
-"""Hyper-parameters of Mult-VAE and Mult-DAE (Liang et al. 2018)."""
+"""Hyper-parameters of Mult-VAE and Mult-DAE (Liang et al. 2018) and RecVAE (Shenbin et al. 2020)."""
 
 from __future__ import annotations
 
 import dataclasses
+
+from data.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,4 +67,70 @@ DAE_SPACE = {
     "model_params.lam": ("log", 1e-5, 1e-1),
     "model_params.dropout": ("float", 0.2, 0.7),
     "optim.lr": ("log", 3e-4, 3e-3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecVAEConfig:
+    """RecVAE's hyper-parameters (Shenbin et al. 2020; the trainer's live in ``TrainConfig``).
+
+    The paper's ML-20M settings are the defaults: five densely connected
+    600-wide layers, a 200-wide code, γ 0.005, three encoder epochs per
+    decoder epoch.
+
+    Attributes:
+      n_items: input and output width I.
+      hidden: the encoder's layer widths; equal, since each layer adds the
+        outputs of all before it (the length is the depth).
+      latent: width of the latent code.
+      dropout: dropout rate on the L2-normalised input while the encoder trains.
+      kl_gamma: γ of the KL weight β(x) = γ·|x| (|x|: the user's interactions).
+      encoder_epochs: passes over the data that train the encoder, per epoch.
+      decoder_epochs: passes that then train the decoder, per epoch.
+      prior_weights: mixture weights of the composite prior's standard normal,
+        previous-epoch posterior and wide normal (they sum to 1).
+      wide_logvar: log-variance of the prior's wide normal.
+      decoder_noise: the decoder phase decodes a sample of the posterior (the
+        public code) instead of its mean (the paper's text).
+      seed: seed of the model's dropout and sampling noise.
+    """
+
+    n_items: int
+    hidden: tuple[int, ...] = (600,) * 5
+    latent: int = 200
+    dropout: float = 0.5
+    kl_gamma: float = 0.005
+    encoder_epochs: int = 3
+    decoder_epochs: int = 1
+    prior_weights: tuple[float, float, float] = (0.15, 0.75, 0.1)
+    wide_logvar: float = 10.0
+    decoder_noise: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "prior_weights", tuple(float(w) for w in self.prior_weights))
+        if not self.hidden or len(set(self.hidden)) != 1 or self.hidden[0] <= 0:
+            raise ConfigError(f"RecVAE's encoder layers are densely connected, so they need one width: "
+                              f"--hidden_layers {','.join([str(self.hidden[0] if self.hidden else 600)] * 5)} "
+                              f"(five of one width), not {','.join(map(str, self.hidden)) or 'none'}")
+        if self.latent <= 0:
+            raise ConfigError(f"latent must be positive, got {self.latent}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.kl_gamma < 0:
+            raise ConfigError(f"kl_gamma must be >= 0, got {self.kl_gamma}")
+        if self.encoder_epochs < 1 or self.decoder_epochs < 1:
+            raise ConfigError(f"encoder_epochs and decoder_epochs must be >= 1, got {self.encoder_epochs} and "
+                              f"{self.decoder_epochs}")
+        if len(self.prior_weights) != 3 or min(self.prior_weights) <= 0 or abs(sum(self.prior_weights) - 1) > 1e-6:
+            raise ConfigError(f"prior_weights must be three positive weights summing to 1, got {self.prior_weights}")
+
+
+RECVAE_SPACE = {
+    "model_params.latent": ("choice", [100, 200, 400]),
+    "model_params.dropout": ("float", 0.2, 0.7),
+    "model_params.kl_gamma": ("log", 5e-4, 5e-2),
+    "model_params.encoder_epochs": ("choice", [1, 2, 3]),
+    "optim.lr": ("log", 1e-4, 3e-3),
 }
