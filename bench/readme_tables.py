@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TABLES = {
-    "topk": {"models": ["popularity", "ease", "ease:none", "dae", "vae"], "metric": "ndcg@100",
+    "topk": {"models": ["popularity", "ease", "ease:none", "dae", "vae", "recvae"], "metric": "ndcg@100",
+             "also": ["recall@20", "recall@50"],
              "datasets": ["ml-100k", "ml-latest-small", "lastfm-2k"]},
 }
 # The rating table: one row per (label, model, extra main.py flags, metrics shown); every model with its preset.
@@ -55,16 +56,17 @@ def run_cell(model: str, dataset: str, seeds: str, out: Path, extra=()) -> dict:
     return json.loads((folder / "seeds.json").read_text())
 
 
-def table(kind: str, cells: dict[str, dict[str, dict]], seeds: str) -> str:
+def table(kind: str, cells: dict[str, dict[str, dict]], seeds: str, metric: str | None = None) -> str:
     """The markdown table of one kind: a row per model, a column per dataset.
 
     Args:
       cells: dataset -> model -> seeds.json report.
+      metric: the metric shown (default: the kind's main one).
     """
     from training import compare
 
     spec = TABLES[kind]
-    metric = spec["metric"]
+    metric = metric or spec["metric"]
     datasets = [d for d in spec["datasets"] if d in cells]
     marks = {}
     for dataset in datasets:
@@ -200,7 +202,8 @@ def main(argv=None) -> int:
                 if only is not None and dataset not in only:
                     continue
                 cells[dataset] = {m: run_cell(m, dataset, args.seeds, out) for m in spec["models"]}
-            print(table(kind, cells, args.seeds), flush=True)
+            for metric in (spec["metric"], *spec.get("also", ())):
+                print(table(kind, cells, args.seeds, metric), flush=True)
         elif kind == "rating":
             cells = {label: run_cell(model, RATING_DATASET, args.seeds, out, extra)
                      for label, model, extra, _ in RATING_ROWS}

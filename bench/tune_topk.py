@@ -30,10 +30,16 @@ GRID = {
         dict(lam=0.001), dict(hidden=(), lam=0.001), dict(hidden=()), dict(total_anneal_steps=2000, lam=0.001))],
     "dae": [dict(batch=100, lr=lr, params=p) for lr, p in itertools.product(
         (1e-3, 3e-3), (dict(), dict(lam=0.001)))],
-    # RecVAE (50 epochs of 3 encoder + 1 decoder passes, the paper's): its lr, its decoder input, its γ.
+    # RecVAE (3 encoder + 1 decoder passes an epoch, the paper's): its lr, the decoder's input (mean or sample), then
+    # what regularizes it on data far smaller than the paper's (width, the KL weight, dropout).
     "recvae": [dict(batch=None, lr=lr, params=p) for lr, p in (
-        (5e-4, dict()), (5e-4, dict(decoder_noise=True)), (1e-3, dict()), (5e-4, dict(kl_gamma=0.01)),
-        (5e-4, dict(kl_gamma=0.0025)))],
+        (1e-3, dict()), (5e-4, dict()), (1e-3, dict(decoder_noise=True)),
+        (1e-3, dict(hidden=(200,) * 3, latent=64)), (1e-3, dict(kl_gamma=0.02)), (1e-3, dict(dropout=0.7)),
+        (1e-3, dict(hidden=(200,) * 3, latent=64, kl_gamma=0.02)))] + [
+        # More updates per epoch on small data: a batch of 50 users.
+        dict(batch=50, lr=lr, params=p) for lr, p in ((1e-3, dict()), (5e-4, dict()))] + [
+        # Mult-VAE's L2 on the weight matrices (not in the paper).
+        dict(batch=None, lr=1e-3, params=dict(lam=lam)) for lam in (1e-3, 1e-2)],
     "ease": [dict(params=dict(ease_lambda=lam)) for lam in (50.0, 100.0, 200.0, 500.0, 1000.0)],
 }
 

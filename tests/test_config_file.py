@@ -7,6 +7,7 @@ from absl import flags
 
 from cli import config_file
 from data.errors import ConfigError
+from training import families
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -96,4 +97,4 @@ def test_every_shipped_preset_reads_and_names_real_flags():
         assert "VALIDATION" not in str(settings.provenance), path
         unknown = [name for name in settings.flags if name not in flags.FLAGS]
         assert not unknown, f"{path}: {unknown}"
-        assert path.parent.name in ("vae", "dae", "ease", "deeprec", "mf", "multitask", "popularity")
+        assert path.parent.name in families.FAMILIES, f"{path}: no model of that name"

@@ -58,3 +58,11 @@ def test_popularity_mrr_by_hand(monkeypatch):
     monkeypatch.setattr(runner, "split_of_run", lambda folder, data_dir=None: (split, {}))
     out = readme_tables.popularity_mrr({"runs": [{"export_dir": "a"}, {"export_dir": "b"}]})
     assert out["metrics"]["mrr"]["values"] == [0.75, 0.75]  # (1/2 + 1) / 2 on each run
+
+
+def test_topk_table_of_another_metric_reads_that_metric():
+    cells = {"ml-100k": {"ease": _report([0.43, 0.42, 0.44])}}
+    cells["ml-100k"]["ease"]["metrics"]["recall@20"] = {"mean": 0.40, "low": 0.39, "high": 0.41,
+                                                         "values": [0.40, 0.39, 0.41]}
+    text = readme_tables.table("topk", cells, "0,1,2", "recall@20")
+    assert text.startswith("Test recall@20") and "| ease | 0.4000 (0.3900..0.4100) **best** |" in text

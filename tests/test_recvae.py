@@ -201,3 +201,14 @@ def test_short_run_on_real_ml100k_beats_popularity(mirror, tmp_path):
     test = {row["model"]: row["test"]["ndcg@100"] for row in report["models"]}
     # Popularity is ~0.26 NDCG@100 on ML-100K's test users; RecVAE passes it within a few epochs.
     assert test["recvae"] > test["popularity"] + 0.05, test
+
+
+def test_lam_adds_the_l2_of_the_trained_phase_weight_matrices_only():
+    batch = {"input": _tensor(_clicks())}
+    plain, weighted = _model(), _model(lam=0.1)
+    for phase, part in (("encoder", plain.encoder), ("decoder", plain.decoder)):
+        base, _ = plain.compute_loss(batch, training=False, phase=phase)
+        with_l2, _ = weighted.compute_loss(batch, training=False, phase=phase)
+        # Same seed, same initial weights: the difference is lam * sum of the phase's squared kernels.
+        l2 = sum(float(np.sum(np.square(w.numpy()))) for w in part.trainable_weights if "kernel" in w.path)
+        np.testing.assert_allclose(float(with_l2) - float(base), 0.1 * l2, rtol=1e-4)

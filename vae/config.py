@@ -92,6 +92,8 @@ class RecVAEConfig:
       wide_logvar: log-variance of the prior's wide normal.
       decoder_noise: the decoder phase decodes a sample of the posterior (the
         public code) instead of its mean (the paper's text).
+      lam: L2 weight on the weight matrices of the phase being trained (loss
+        term ``lam * sum(w**2)``, as Mult-VAE's; not in the paper: 0 there).
       seed: seed of the model's dropout and sampling noise.
     """
 
@@ -105,10 +107,13 @@ class RecVAEConfig:
     prior_weights: tuple[float, float, float] = (0.15, 0.75, 0.1)
     wide_logvar: float = 10.0
     decoder_noise: bool = False
+    lam: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.lam < 0:
+            raise ConfigError(f"lam must be >= 0, got {self.lam}")
         object.__setattr__(self, "prior_weights", tuple(float(w) for w in self.prior_weights))
         if not self.hidden or len(set(self.hidden)) != 1 or self.hidden[0] <= 0:
             raise ConfigError(f"RecVAE's encoder layers are densely connected, so they need one width: "

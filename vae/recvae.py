@@ -170,15 +170,19 @@ class RecVAE(Model):
         logits = self.to_float32(self.decoder(z))
         picked = tf.gather_nd(tf.nn.log_softmax(logits, axis=-1), tf.stack([coo.rows, coo.cols], axis=1)) * coo.values
         neg_ll = -tf.reduce_sum(picked) / n_rows
+        l2 = 0.0
+        if c.lam:  # on the weight matrices of the phase being trained
+            trained = self.encoder if encoder_phase else self.decoder
+            l2 = c.lam * tf.add_n([tf.reduce_sum(tf.square(w)) for w in trained.trainable_weights if "kernel" in w.path])
         if not encoder_phase:
-            return neg_ll, {"neg_ll": neg_ll}
+            return neg_ll + l2, {"neg_ll": neg_ll}
         old_mu, old_logvar = self.old_encoder.encode(coo.with_values(normalized))
         prior = composite_prior_log_density(z, tf.stop_gradient(old_mu), tf.stop_gradient(old_logvar),
                                             c.prior_weights, c.wide_logvar)
         kl = tf.reduce_sum(log_normal(z, mu, logvar) - prior, axis=1)  # [b], a one-sample estimate
         beta = c.kl_gamma * layers.row_sum(coo.rows, coo.values, coo.n_rows)  # β(x) = γ·|x|
         weighted = tf.reduce_sum(beta * kl) / n_rows
-        return neg_ll + weighted, {"neg_ll": neg_ll, "kl": tf.reduce_sum(kl) / n_rows, "weighted_kl": weighted}
+        return neg_ll + weighted + l2, {"neg_ll": neg_ll, "kl": tf.reduce_sum(kl) / n_rows, "weighted_kl": weighted}
 
     def train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
         phase = updater.phase.name
