@@ -44,10 +44,11 @@ RUN nccl="$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])
     && PYTHON=python3 HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_NCCL_HOME="${nccl}" HOROVOD_NCCL_LINK=SHARED \
         bash scripts/install_horovod.sh
 
-# The project last (its pinned dependencies from setup.py), so that a source change keeps the layers above. Editable:
+# The project last (setup.py's ranges, at the exact versions of CI's TensorFlow 2.18 lane), so that a source change
+# keeps the layers above. Editable:
 # scripts/docker/interactive.sh mounts the host's checkout over this copy, and the mounted code is what runs.
 COPY . .
-RUN python3 -m pip install -e . \
+RUN python3 -m pip install -e . -c constraints/tf2.18-py3.11.txt \
     && python3 -c "import horovod.tensorflow, training.runner"
 
 # interactive.sh mounts the data mirror at /data and a cache folder (prepared splits) at /cache.

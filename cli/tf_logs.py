@@ -44,11 +44,13 @@ import tempfile
 ENV = "TFCF_TF_LOGS"
 LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 
-# The duplicate CUDA plugin registrations of the pip wheel, and absl's notice that precedes them.
-NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|All log messages before absl::InitializeLog\(\)")
-# cuInit fails on every machine without an NVIDIA driver, and where the GPUs are hidden (--number_of_gpus 0):
-# noise there; on a GPU machine it is a real problem and stays.
-CUINIT = re.compile(r"failed call to cuInit")
+# The duplicate CUDA plugin registrations of the pip wheel, and absl's notice that precedes them; from TensorFlow
+# 2.19 on, oneDNN's notice comes through absl's INFO too, which TF_CPP_MIN_LOG_LEVEL no longer hides.
+NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|All log messages before absl::InitializeLog\(\)|"
+                   r"\] oneDNN custom operations are on\. ")
+# cuInit fails on every machine without an NVIDIA driver, and where the GPUs are hidden (--number_of_gpus 0), and
+# TensorFlow >= 2.19 says it found no CUDA driver: noise there; on a GPU machine it is a real problem and stays.
+CUINIT = re.compile(r"failed call to cuInit|\] Could not find cuda drivers on your machine, GPU will not be used")
 # XLA's first compile of a process (absl INFO lines): the service of the platform with its devices, and the
 # once-a-process notice of the first compiled cluster.
 XLA_INFO = re.compile(r"^I\d{4} .*\] (XLA service 0x[0-9a-f]+ initialized for platform |\s+StreamExecutor device "

@@ -5,7 +5,8 @@
 #   PYTHON=/path/to/python bash scripts/install_horovod.sh
 #   HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_NCCL_HOME=/opt/nccl bash scripts/install_horovod.sh
 #
-# Needs cmake and g++ (and nvcc + NCCL for GPU collectives); about 3 minutes on 2 cores against TF 2.18.1.
+# Needs TensorFlow 2.18 (it refuses any other), cmake and g++ (and nvcc + NCCL for GPU collectives); about 3 minutes
+# on 2 cores against TF 2.18.1.
 # Does nothing when `import horovod.tensorflow` already works (set HOROVOD_REBUILD=1 to force a rebuild).
 set -euo pipefail
 
@@ -21,7 +22,15 @@ for tool in cmake g++; do
     { echo "horovod: $tool is missing; install it (e.g. apt-get install cmake g++)" >&2; exit 1; }
 done
 "$PYTHON" -c "import tensorflow" 2>/dev/null ||
-  { echo "horovod: install TensorFlow first (pip install -e .)" >&2; exit 1; }
+  { echo "horovod: install TensorFlow first (pip install -e . -c constraints/tf2.18-py3.11.txt)" >&2; exit 1; }
+# Horovod 0.28.1, its last release, builds against TensorFlow <= 2.18 only (its 2.19+ fixes were never released).
+tf_version="$("$PYTHON" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
+case "$tf_version" in
+  2.18.*) ;;
+  *) echo "horovod: Horovod $VERSION needs TensorFlow 2.18.1 and this Python has $tf_version;" \
+          "reinstall with pip install -e . -c constraints/tf2.18-py3.11.txt (Python 3.10-3.12) to use it" >&2
+     exit 1 ;;
+esac
 
 export HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
 export HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # TensorFlow's CUDA start-up lines on a CPU machine (see cli/tf_logs.py).
-TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog")
+TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog|oneDNN custom operations|Could not find cuda drivers")
 # XLA's INFO lines at the first compile of a process (see cli/tf_logs.py).
 XLA_INFO = re.compile(r"XLA service|StreamExecutor device|Compiled cluster using XLA")
 
@@ -270,3 +270,18 @@ def test_preparing_a_large_own_file_prints_progress(capsys, monkeypatch, tmp_pat
     assert re.search(rf"data: preparing {re.escape(str(path))} \(random\): done in [\d.]+ s", out), out
     prepare(cfg, "rating", 0)  # from the cache: only the counts line
     assert capsys.readouterr().out.splitlines() == [l for l in out.splitlines() if l.startswith(f"data: {path} ")]
+
+
+@pytest.mark.parametrize("line, noise", [
+    # TensorFlow 2.21 on a CPU machine, through absl's INFO (TF_CPP_MIN_LOG_LEVEL does not hide them).
+    ("I0000 00:00:1796283816.787507   28743 port.cc:153] oneDNN custom operations are on. You may see slightly "
+     "different numerical results due to floating-point round-off errors from different computation orders.", True),
+    ("I0000 00:00:1796283816.788051   28743 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will "
+     "not be used.", True),
+    ("W0000 00:00:1796283816.788051   28743 some_op.cc:31] a real warning", False),
+])
+def test_start_up_lines_of_newer_tensorflow_are_noise_and_others_are_not(line, noise):
+    from cli import tf_logs
+
+    assert tf_logs.is_noise(line, no_gpu=True) is noise
+    assert not tf_logs.is_noise(line, no_gpu=False) or "oneDNN" in line  # a GPU machine keeps the driver line

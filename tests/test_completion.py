@@ -14,7 +14,7 @@ from experiments import completion
 
 REPO = Path(__file__).resolve().parent.parent
 # TensorFlow's CUDA start-up lines on a CPU machine (see cli/tf_logs.py and tests/test_cli.py).
-TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog")
+TF_NOISE = re.compile(r"cuFFT|cuDNN|cuBLAS|cuInit|absl::InitializeLog|oneDNN custom operations|Could not find cuda drivers")
 
 GOOD = """3 4 3
 0 1 5

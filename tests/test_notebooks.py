@@ -188,10 +188,12 @@ def test_build_tags_the_image_at_the_repository_root(fake_docker, tmp_path):
 
 def test_dockerfile_installs_what_the_project_pins():
     text = (REPO / "Dockerfile").read_text()
-    setup = (REPO / "setup.py").read_text()
-    pinned_tf = next(line.split('"')[1] for line in setup.splitlines() if '"tensorflow==' in line)
-    version = pinned_tf.split("==")[1]
+    # The image is the Horovod lane: TensorFlow at that lane's exact version (Horovod builds against 2.18 only).
+    constraints = (REPO / "constraints" / "tf2.18-py3.11.txt").read_text().splitlines()
+    version = next(line.split("==")[1] for line in constraints if line.startswith("tensorflow=="))
+    assert version.startswith("2.18.")
+    assert '"tensorflow==2.18.1"' in (REPO / "setup.py").read_text()  # the horovod extra says so too
     assert f"FROM tensorflow/tensorflow:{version}-gpu" in text
     assert f'"tensorflow[and-cuda]=={version}"' in text
     assert "bash scripts/install_horovod.sh" in text and "HOROVOD_GPU_OPERATIONS=NCCL" in text
-    assert "jupyterlab==" in text and "pip install -e ." in text
+    assert "jupyterlab==" in text and "pip install -e . -c constraints/tf2.18-py3.11.txt" in text
