@@ -180,9 +180,17 @@ class Trainer:
         self._best = tf.train.Checkpoint(model=model.state())
         self._manager: Optional[tf.train.CheckpointManager] = None
         self._writer = None
+        # Per phase: the sums of its logs over the epoch so far, kept on the device (float64, as the host sums
+        # were) and made at the first trace, when the log names are known; and the epoch's step counter and the
+        # first step whose loss was not finite (0: none yet), so that the loop reads nothing back per step.
+        self._sums: list[dict[str, tf.Variable]] = [{} for _ in self.updaters]
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+        self._bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_bad_step")
+        self._bad_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="first_bad_loss")
         # One compiled step per phase: the phase is a constant of its trace.
-        self._train_fns = [tf.function(functools.partial(self._train_step, updater=u),
-                                       jit_compile=config.xla or None, reduce_retracing=True) for u in self.updaters]
+        self._train_fns = [tf.function(functools.partial(self._accumulating_step, phase=i),
+                                       jit_compile=config.xla or None, reduce_retracing=True)
+                           for i in range(len(self.updaters))]
         self._eval_fn = tf.function(model.evaluate_step, reduce_retracing=True)
 
     @property
@@ -264,6 +272,29 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any], updater: Updater) -> dict[str, tf.Tensor]:
         return self.model.train_step(batch, updater)
 
+    def _accumulating_step(self, batch: dict[str, Any], phase: int) -> dict[str, tf.Tensor]:
+        """One step of a phase; adds its logs to the phase's sums, notes the first non-finite loss, on the device."""
+        logs = self._train_step(batch, self.updaters[phase])
+        sums = self._sums[phase]
+        if not sums:
+            with tf.init_scope():  # made eagerly, outside the trace
+                for name in logs:
+                    sums[name] = tf.Variable(tf.zeros([], tf.float64), trainable=False, name=f"sum_{name}")
+        for name, value in logs.items():
+            sums[name].assign_add(tf.cast(value, tf.float64))
+        step = self._step.assign_add(1)
+        loss = tf.cast(logs["loss"], tf.float64)
+        first = tf.logical_and(tf.equal(self._bad_step, 0), tf.logical_not(tf.math.is_finite(loss)))
+        self._bad_step.assign(tf.where(first, step, self._bad_step))
+        self._bad_loss.assign(tf.where(first, loss, self._bad_loss))
+        return logs
+
+    def _check_finite(self, epoch: int, history: History) -> None:
+        """Raises through :meth:`_diverged` when a step of this epoch had a non-finite loss (one host read)."""
+        bad = int(self._bad_step.numpy())
+        if bad:
+            self._diverged(epoch, bad - 1, float(self._bad_loss.numpy()), history)
+
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Metrics of the model on a dataset (see :func:`evaluate`)."""
         return evaluate(self._eval_fn, dataset, self.distribution, self.config.verbose, self.config.progress_seconds)
@@ -313,38 +344,49 @@ class Trainer:
             totals: dict[str, float] = {}
             counts: dict[str, int] = {}
             steps = 0
+            self._step.assign(0)
+            self._bad_step.assign(0)
             data_pass = epoch * passes
-            for updater, train_fn in zip(self.updaters, self._train_fns):
+            for updater, train_fn, sums in zip(self.updaters, self._train_fns, self._sums):
                 # A model of several phases logs each phase's values under its name, and "loss" over all.
                 prefix = f"{updater.phase.name}/" if len(self.phases) > 1 else ""
+                for variable in sums.values():
+                    variable.assign(0.0)
+                phase_steps = 0
                 for _ in range(updater.phase.passes):
                     pass_steps = 0
                     for batch in train_data(data_pass):
-                        logs = train_fn(batch)
-                        loss = float(logs["loss"])
-                        if not math.isfinite(loss):
-                            self._diverged(epoch, steps, loss, history)
-                        named = {f"{prefix}{k}": float(v) for k, v in logs.items()}
-                        named["loss"] = loss
-                        for k, v in named.items():
-                            totals[k] = totals.get(k, 0.0) + v
-                            counts[k] = counts.get(k, 0) + 1
+                        logs = train_fn(batch)  # nothing read back here: the sums stay on the device
                         steps += 1
                         pass_steps += 1
+                        phase_steps += 1
                         if cfg.record_steps:
+                            self._check_finite(epoch, history)
+                            named = {f"{prefix}{k}": float(v) for k, v in logs.items()}
+                            named["loss"] = float(logs["loss"])
                             history.steps.append({"epoch": epoch + 1, "step": steps, **named})
                         now = time.perf_counter()
                         if chief and cfg.verbose and now - last_print >= cfg.progress_seconds and steps < epoch_steps:
+                            self._check_finite(epoch, history)
                             last_print = now
                             rate = steps / (now - t0)
                             left = (epoch_steps - steps) / rate + (cfg.epochs - epoch - 1) * epoch_steps / rate
                             print(f"epoch {epoch + 1}/{cfg.epochs} {prefix.rstrip('/') + ' ' if prefix else ''}"
-                                  f"step {steps}/{epoch_steps} loss {loss:.4f} "
+                                  f"step {steps}/{epoch_steps} loss {float(logs['loss']):.4f} "
                                   f"{rate * rows_per_epoch / max(steps_per_epoch, 1):,.0f} rows/s "
                                   f"ETA {_fmt_duration(left)}", flush=True)
                         if cfg.max_steps_per_epoch and pass_steps >= cfg.max_steps_per_epoch:
                             break
                     data_pass += 1
+                self._check_finite(epoch, history)
+                for name, variable in sums.items():  # one read per phase and epoch
+                    value = float(variable.numpy())
+                    key = "loss" if name == "loss" and not prefix else f"{prefix}{name}"
+                    totals[key] = totals.get(key, 0.0) + value
+                    counts[key] = counts.get(key, 0) + phase_steps
+                    if prefix and name == "loss":
+                        totals["loss"] = totals.get("loss", 0.0) + value
+                        counts["loss"] = counts.get("loss", 0) + phase_steps
             self.model.end_epoch()
             train_seconds = time.perf_counter() - t0
             record = {"epoch": epoch + 1, "train_seconds": train_seconds,
