@@ -15,6 +15,7 @@ second run of the same command resumes from its latest checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -210,10 +211,48 @@ def _as_flags(params: dict) -> dict:
     return out
 
 
+def _worker_index() -> int:
+    """This process's index in a multi-worker run (Horovod's rank, or TF_CONFIG's task index), 0 alone."""
+    if "HOROVOD_RANK" in os.environ:
+        return int(os.environ["HOROVOD_RANK"])
+    try:
+        return int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0))
+    except (ValueError, AttributeError, TypeError):
+        return 0
+
+
 def _say(text: str) -> None:
     """A line of the command's own, from one process of a multi-worker run."""
-    if os.environ.get("HOROVOD_RANK", "0") == "0":
+    if _worker_index() == 0:
         print(text, flush=True)
+
+
+def _distribution() -> tuple[str, int]:
+    """--distribution and --number_of_gpus as (backend, devices to mirror over), checked together.
+
+    Raises:
+      ConfigError: a combination that cannot run (XLA under tf.distribute, several GPUs with a backend of one).
+    """
+    from data.errors import ConfigError
+    from training import distribute
+
+    kind = FLAGS.distribution
+    n = FLAGS.number_of_gpus
+    if kind == "auto" and not distribute.under_horovodrun() and not os.environ.get("TF_CONFIG"):
+        kind = "horovod" if n > 1 else "none"
+    kind = distribute.resolve_kind(kind)
+    if kind in ("mirrored", "multiworker") and FLAGS.xla:
+        raise ConfigError(f"--xla does not apply to --distribution {kind}: tf.distribute's replicated step is not "
+                          f"compiled whole; drop --xla (or train with --distribution horovod)")
+    if kind == "none" and n > 1:
+        raise ConfigError(f"--number_of_gpus {n} trains {n} replicas: choose --distribution horovod or mirrored "
+                          f"(--distribution none trains one)")
+    if kind == "multiworker" and n > 1:
+        raise ConfigError(f"--number_of_gpus {n} does not apply to --distribution multiworker: each worker mirrors "
+                          f"over the GPUs it sees (set CUDA_VISIBLE_DEVICES per worker)")
+    if kind == "mirrored" and n < 1:
+        raise ConfigError("--distribution mirrored needs --number_of_gpus 1 or more (the devices it mirrors over)")
+    return kind, (n if kind == "mirrored" else 1)
 
 
 def configs(settings=None):
@@ -231,6 +270,7 @@ def configs(settings=None):
     val_users = heldout if FLAGS.val_users is None else users(FLAGS.val_users)
     test_users = heldout if FLAGS.test_users is None else users(FLAGS.test_users)
     explicit = {key: f"--{flag}" for flag, keys in FLAG_KEYS.items() if FLAGS[flag].present for key in keys}
+    distribution, devices = _distribution()
     return RunConfig(
         model=FLAGS.model, modes=modes, seed=FLAGS.seed, export_dir=export_dir, use_amp=FLAGS.use_tf_amp,
         data=DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mirror=FLAGS.data_mirror,
@@ -247,7 +287,7 @@ def configs(settings=None):
                           log_dir=FLAGS.logdir),
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
-        warm_start=FLAGS.warm_start, explicit=explicit, command=("main.py", *sys.argv[1:]),
+        warm_start=FLAGS.warm_start, distribution=distribution, devices=devices, explicit=explicit, command=("main.py", *sys.argv[1:]),
         metrics=tuple(FLAGS.metrics) if FLAGS.metrics else None,
         settings=settings.record() if settings is not None else None)
 
@@ -298,6 +338,16 @@ def _horovodrun(n: int) -> int:
     return status
 
 
+def _start_distribution() -> None:
+    """Starts a tf.distribute backend now, before TensorFlow runs an op (devices and the cluster are fixed then)."""
+    kind, devices = _distribution()
+    if kind in ("mirrored", "multiworker"):
+        from training import distribute
+
+        start = lambda: distribute.get(kind, devices)  # noqa: E731
+        start() if FLAGS.tf_logs else tf_logs.quietly(start)
+
+
 def _reads_an_export() -> bool:
     """Whether this command only reads an exported model (one process, no training)."""
     return any(v is not None for v in (FLAGS.recommend, FLAGS.recommend_users, FLAGS.recommend_users_file,
@@ -334,7 +384,8 @@ def main(argv) -> int:
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (every setting is a --flag; a boolean is --flag "
               f"or --noflag; --help lists them)", file=sys.stderr)
         return 2
-    if FLAGS.number_of_gpus > 1 and not _reads_an_export() and "HOROVOD_RANK" not in os.environ:
+    if (FLAGS.number_of_gpus > 1 and FLAGS.distribution in ("auto", "horovod") and not _reads_an_export()
+            and "HOROVOD_RANK" not in os.environ and not os.environ.get("TF_CONFIG")):
         return _horovodrun(FLAGS.number_of_gpus)
     _select_devices()
     tf_logs.import_tensorflow(show=FLAGS.tf_logs, xla=FLAGS.xla)  # after CUDA_VISIBLE_DEVICES is set
@@ -346,6 +397,7 @@ def main(argv) -> int:
         if _reads_an_export():
             _export_tools()
             return 0
+        _start_distribution()
         if FLAGS.compare is not None:
             from training import compare
 

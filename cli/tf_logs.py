@@ -53,6 +53,9 @@ NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|All log message
 CUINIT = re.compile(r"failed call to cuInit|\] Could not find cuda drivers on your machine, GPU will not be used")
 # XLA's first compile of a process (absl INFO lines): the service of the platform with its devices, and the
 # once-a-process notice of the first compiled cluster.
+# tf.distribute's multi-worker start: its gRPC server and the coordination service's connection (absl INFO).
+CLUSTER_INFO = re.compile(r"^I\d{4} .*\] (Started server with target: grpc://|Coordination agent has successfully "
+                          r"connected)")
 XLA_INFO = re.compile(r"^I\d{4} .*\] (XLA service 0x[0-9a-f]+ initialized for platform |\s+StreamExecutor device "
                       r"\(\d+\): |Compiled cluster using XLA!)")
 
@@ -82,7 +85,8 @@ def _no_gpu() -> bool:
 
 def is_noise(line: str, no_gpu: bool = True) -> bool:
     """Whether a captured start-up line is known noise (see the module doc)."""
-    return bool(NOISE.search(line) or XLA_INFO.search(line) or (no_gpu and CUINIT.search(line)))
+    return bool(NOISE.search(line) or XLA_INFO.search(line) or CLUSTER_INFO.search(line)
+                or (no_gpu and CUINIT.search(line)))
 
 
 def _compile_with_xla(tf) -> None:
@@ -111,21 +115,35 @@ def import_tensorflow(show: bool = False, xla: bool = False) -> None:
         return
     if "tensorflow" in sys.modules:
         return
+
+    def start():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        if xla and "HOROVOD_RANK" not in os.environ:
+            _compile_with_xla(tf)
+
+    quietly(start)
+
+
+def quietly(fn):
+    """Runs ``fn()`` with the C++ lines it writes to stderr filtered (the known noise dropped); returns its value.
+
+    For what starts TensorFlow's machinery (the import, a multi-worker
+    strategy's server): those lines come from C++, below Python's logging.
+    """
+    if requested():
+        return fn()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no stderr to redirect
-        import tensorflow  # noqa: F401
-        return
+        return fn()
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-            if xla and "HOROVOD_RANK" not in os.environ:
-                _compile_with_xla(tf)
+            return fn()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -60,7 +60,7 @@ def test_what_the_run_sets_wins_and_resolving_twice_changes_nothing():
 
 def test_workers_shorten_the_run_the_annealing_follows():
     one, _ = fit.resolve(run("vae"), split_of(4000, 50))
-    two, _ = fit.resolve(run("vae"), split_of(4000, 50), workers=2)
+    two, _ = fit.resolve(run("vae"), split_of(4000, 50), replicas=2)
     # 4,000 users, batch 100: 40 steps an epoch on one worker, 20 on each of two.
     assert one.model_params["total_anneal_steps"] == round(200 * 40 * 200_000 / 46_800)
     assert two.model_params["total_anneal_steps"] == round(200 * 20 * 200_000 / 46_800)

@@ -126,7 +126,7 @@ def compare(models: Union[str, Sequence[str]], base: RunConfig, out_dir: Union[s
               base.seed, "task": task, "metrics": table_metrics(rows), "models": rows}
     if seeds:
         report["versus"] = versus_best(rows, TASK_METRIC[task])
-    if distribute.get(base.distribution).is_chief:
+    if distribute.get(base.distribution, base.devices).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         files.write_json(out_dir / f"{REPORT}.json", report)
         files.write_text(out_dir / f"{REPORT}.md", markdown(report))

@@ -113,6 +113,7 @@ class RunConfig:
     warm_up_epochs: int = 1
     benchmark_epochs: int = 3
     distribution: str = "auto"
+    devices: int = 1
     warm_start: Optional[str] = None
     explicit: Optional[frozenset] = None
     command: Optional[tuple[str, ...]] = None

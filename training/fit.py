@@ -103,8 +103,14 @@ def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist
                          f"{', '.join(pipeline.TRAIN_INPUTS)}")
     xla = xla and feed.xla
     n_rows = feed.units(train)
-    fn = lambda epoch: feed.batches(train, bs, seed, epoch, dist.rank, dist.size, xla)
-    steps = pipeline.steps_per_epoch(n_rows, bs, dist.size, drop_remainder=xla)
+    shards = dist.local_shards
+
+    def fn(epoch):
+        # One disjoint shard per replica; a process that feeds several replicas zips their batches.
+        parts = [feed.batches(train, bs, seed, epoch, shard, dist.shards, xla) for shard in shards]
+        return parts[0] if len(parts) == 1 else tf.data.Dataset.zip(tuple(parts))
+
+    steps = pipeline.steps_per_epoch(n_rows, bs, dist.shards, drop_remainder=xla)
     if model.task == "topk":
         val = (split.val_input, split.val_target)
         test = (split.test_input, split.test_target)
@@ -112,8 +118,8 @@ def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist
         val = (split.train, split.val) if split.val.nnz else None
         test = (split.train, split.test)
     if steps == 0:
-        raise ConfigError(f"--batch_size_train {bs} is larger than the {n_rows // dist.size} training rows each of "
-                          f"{dist.size} worker(s) has{' (--xla drops incomplete batches)' if xla else ''}; "
+        raise ConfigError(f"--batch_size_train {bs} is larger than the {n_rows // dist.shards} training rows each of "
+                          f"{dist.shards} replica(s) has{' (--xla drops incomplete batches)' if xla else ''}; "
                           f"lower --batch_size_train")
     for part, pair in (("validation", val), ("test", test)):
         if pair is not None and pair[0].shape[0] < dist.size:
@@ -128,12 +134,12 @@ def make_datasets(model: Recommender, split, optim: OptimConfig, seed: int, dist
 
 def datasets_for(family: families.Family, split, cfg: RunConfig, dist: distribute.Distribution) -> Datasets:
     """:func:`make_datasets` for a family's model (the run's defaults resolved for the split)."""
-    cfg, _ = resolve(cfg, split, dist.size)
+    cfg, _ = resolve(cfg, split, dist.shards)
     return make_datasets(family.cls, split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
 
 
 # --- defaults that scale with the data ----------------------------------------------
-def resolve(cfg: RunConfig, split, workers: int = 1) -> tuple[RunConfig, list[str]]:
+def resolve(cfg: RunConfig, split, replicas: int = 1) -> tuple[RunConfig, list[str]]:
     """``cfg`` with the settings it leaves to the data filled in, and the rules used, one phrase each.
 
     What a run does not set and must scale with the data rather than be a
@@ -148,7 +154,7 @@ def resolve(cfg: RunConfig, split, workers: int = 1) -> tuple[RunConfig, list[st
       cfg: the run (``optim.batch_size_train`` None: by rule; a model
         parameter absent from ``model_params``: by rule where there is one).
       split: the split it trains on, in the model's orientation.
-      workers: processes sharing each epoch (the steps per epoch shrink with them).
+      replicas: replicas sharing each epoch (the steps per epoch shrink with them).
     """
     from data import pipeline
 
@@ -159,13 +165,13 @@ def resolve(cfg: RunConfig, split, workers: int = 1) -> tuple[RunConfig, list[st
     optim = cfg.optim
     if optim.batch_size_train is None:
         batch, why = cls.default_batch_size(units)
-        batch = max(1, min(batch, units // workers))  # a tiny data set: one step an epoch, even with XLA
+        batch = max(1, min(batch, units // replicas))  # a tiny data set: one step an epoch, even with XLA
         optim = dataclasses.replace(optim, batch_size_train=batch)
         if not family.closed_form:
             notes.append(f"batch_size_train {batch} ({why})")
     params = dict(cfg.model_params)
     if not family.closed_form:
-        steps = pipeline.steps_per_epoch(units, optim.batch_size_train, workers, drop_remainder=cfg.train.xla)
+        steps = pipeline.steps_per_epoch(units, optim.batch_size_train, replicas, drop_remainder=cfg.train.xla)
         config = family.make_config(_dims(family, split), params)
         for name, (value, why) in cls.epoch_scaled_params(config, steps).items():
             if name not in params:
@@ -276,10 +282,11 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
     family = families.get(cfg.model)
     dist = dist or distribute.Distribution()
     policy = policy or precision.policy_name(cfg.use_amp)
-    cfg, _ = resolve(cfg, split, dist.size)
+    cfg, _ = resolve(cfg, split, dist.shards)
     t0 = time.perf_counter()
     data = make_datasets(family.cls, split, cfg.optim, cfg.seed, dist, xla=cfg.train.xla)
-    model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
+    with dist.scope():  # a tf.distribute strategy mirrors the weights and optimizer over its replicas
+        model = build_model(family, split, {**cfg.model_params, "seed": cfg.seed}, policy)
     set_metrics(model, cfg)
     if model.closed_form:
         model.solve(split.train, verbose=dist.is_chief and cfg.train.verbose)
@@ -291,8 +298,10 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
         model.observe_training_data(split.train)
     if cfg.warm_start:
         warm_start_weights(model, cfg.warm_start)
-    optimizers = {phase.name: make_optimizer(cfg.optim, data.steps_per_epoch * phase.passes * model.updates_per_step())
-                  for phase in model.phases()}  # one per phase; milestones count epochs in each
+    with dist.scope():
+        optimizers = {phase.name: make_optimizer(cfg.optim,
+                                                 data.steps_per_epoch * phase.passes * model.updates_per_step())
+                      for phase in model.phases()}  # one per phase; milestones count epochs in each
     patience = model.default_patience if cfg.train.patience is None else cfg.train.patience
     trainer = Trainer(model, optimizers, dataclasses.replace(cfg.train, patience=patience or None), dist, policy)
     diverged = None

@@ -95,7 +95,7 @@ def repeat(base: RunConfig, seeds: Sequence[int], out_dir: Union[str, Path], ver
     metrics = summarize({name: [r["test"][name] for r in runs] for name in runs[0]["test"]})
     report = {"model": base.model, "dataset": base.data.dataset, "protocol": info.get("protocol"), "seeds": seeds,
               "confidence": CONFIDENCE, "metrics": metrics, "runs": runs}
-    if distribute.get(base.distribution).is_chief:
+    if distribute.get(base.distribution, base.devices).is_chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         files.write_json(out_dir / f"{REPORT}.json", report)
         files.write_text(out_dir / f"{REPORT}.md", markdown(report))

@@ -252,7 +252,7 @@ def benchmark(cfg: RunConfig, split, dist: distribute.Distribution, policy: str)
     train_s = float(np.mean([e["train_seconds"] for e in timed]))
     val_s = [e["validation_seconds"] for e in timed if "validation_seconds" in e]
     summary = {"model": cfg.model, "dataset": cfg.data.dataset, "precision": policy, "xla": cfg.train.xla,
-               "workers": dist.size, "warm_up_epochs": cfg.warm_up_epochs, "timed_epochs": len(timed),
+               "workers": dist.shards, "warm_up_epochs": cfg.warm_up_epochs, "timed_epochs": len(timed),
                "batch_size_train": cfg.optim.batch_size_train,
                "mean_epoch_train_seconds": train_s,
                "mean_epoch_validation_seconds": float(np.mean(val_s)) if val_s else None,
@@ -284,12 +284,12 @@ def run(cfg: RunConfig, on_validation=None) -> dict:
     if not modes:
         raise ConfigError("nothing to do: give at least one of --train, --test, --benchmark")
     families.get(cfg.model)
-    dist = distribute.get(cfg.distribution)
+    dist = distribute.get(cfg.distribution, cfg.devices)
     if not dist.is_chief:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, verbose=False))
     folder = RunFolder(cfg.export_dir)
     command = " ".join(cfg.command) if cfg.command else "a tfcf run"
-    with folder.lock(command) if dist.is_chief else contextlib.nullcontext():
+    with folder.lock(command) if dist.is_chief else contextlib.nullcontext(), dist.guard(cfg.export_dir):
         return _run_in_folder(cfg, modes, dist, folder, on_validation)
 
 
@@ -336,11 +336,11 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on
         split = split.transpose()
         info["major"] = "items"
     if "train" in modes:
-        cfg, rules = fit.resolve(cfg, split, dist.size)
+        cfg, rules = fit.resolve(cfg, split, dist.shards)
         if rules:
             _say(dist, cfg, "defaults by data size: " + "; ".join(rules))
     manifest = manifest_of(cfg, fit.model_config(family, split, cfg.model_params, cfg.seed), info,
-                           split_fingerprint(split), policy, dist.size, not family.closed_form)
+                           split_fingerprint(split), policy, dist.shards, not family.closed_form)
     if cfg.warm_start and "train" in modes and old is None:
         _check_warm_start(cfg.warm_start, manifest)
     if old is not None:
@@ -369,7 +369,7 @@ def _run_in_folder(cfg: RunConfig, modes: list[str], dist, folder: RunFolder, on
             manifest["created"] = old.get("created", manifest["created"])
         folder.write_manifest(manifest)
     results.update({"config": jsonable(dataclasses.asdict(dataclasses.replace(cfg, explicit=None))),
-                    "data": info, "precision": policy, "workers": dist.size,
+                    "data": info, "precision": policy, "workers": dist.shards,
                     "modes": list(dict.fromkeys([*results.get("modes", []), *modes]))})
     model = None
     if "train" in modes:

@@ -146,24 +146,27 @@ class Trainer:
         self.model = model
         self.config = config
         self.distribution = distribution or distribute.Distribution()
-        model.ensure_built()
-        self.phases = tuple(model.phases())
-        if isinstance(optimizer, Mapping):
-            missing = [p.name for p in self.phases if p.name not in optimizer]
-            if missing:
-                raise ValueError(f"no optimizer for the phase(s) {', '.join(missing)} of {type(model).__name__}")
-            optimizers = [optimizer[p.name] for p in self.phases]
-        elif len(self.phases) == 1:
-            optimizers = [optimizer]
-        else:
-            raise ValueError(f"{type(model).__name__} trains in phases ({', '.join(p.name for p in self.phases)}): "
-                             f"pass one optimizer per phase, keyed by its name")
-        optimizers = [precision.wrap_optimizer(o, policy) for o in optimizers]
-        first = Updater(model, optimizers[0], self.distribution, self.phases[0])
-        self.updaters = [first] + [Updater(model, o, self.distribution, p, updates=first.updates)
-                                   for p, o in zip(self.phases[1:], optimizers[1:])]
-        for updater in self.updaters:
-            updater.optimizer.build(updater.variables)
+        # Under a tf.distribute strategy, the weights, optimizer slots and update counter (the state the replicas
+        # update) span its replicas; the loop's own bookkeeping below is this process's.
+        with self.distribution.scope():
+            model.ensure_built()
+            self.phases = tuple(model.phases())
+            if isinstance(optimizer, Mapping):
+                missing = [p.name for p in self.phases if p.name not in optimizer]
+                if missing:
+                    raise ValueError(f"no optimizer for the phase(s) {', '.join(missing)} of {type(model).__name__}")
+                optimizers = [optimizer[p.name] for p in self.phases]
+            elif len(self.phases) == 1:
+                optimizers = [optimizer]
+            else:
+                raise ValueError(f"{type(model).__name__} trains in phases ({', '.join(p.name for p in self.phases)}): "
+                                 f"pass one optimizer per phase, keyed by its name")
+            optimizers = [precision.wrap_optimizer(o, policy) for o in optimizers]
+            first = Updater(model, optimizers[0], self.distribution, self.phases[0])
+            self.updaters = [first] + [Updater(model, o, self.distribution, p, updates=first.updates)
+                                       for p, o in zip(self.phases[1:], optimizers[1:])]
+            for updater in self.updaters:
+                updater.optimizer.build(updater.variables)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False, name="best_value")
         self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
@@ -273,8 +276,13 @@ class Trainer:
         return self.model.train_step(batch, updater)
 
     def _accumulating_step(self, batch: dict[str, Any], phase: int) -> dict[str, tf.Tensor]:
-        """One step of a phase; adds its logs to the phase's sums, notes the first non-finite loss, on the device."""
-        logs = self._train_step(batch, self.updaters[phase])
+        """One step of a phase; adds its logs to the phase's sums, notes the first non-finite loss, on the device.
+
+        The step itself runs on each replica (:meth:`Distribution.run`); the
+        bookkeeping after it on this process's mean of their logs.
+        """
+        updater = self.updaters[phase]
+        logs = self.distribution.run(lambda b: self._train_step(b, updater), batch)
         sums = self._sums[phase]
         if not sums:
             with tf.init_scope():  # made eagerly, outside the trace
@@ -447,7 +455,8 @@ class Trainer:
     def _learning_rate(self) -> float:
         opt = precision.inner_optimizer(self.optimizer)
         lr = opt.learning_rate
-        return float(lr(opt.iterations) if callable(lr) else lr)
+        value = lr(opt.iterations) if callable(lr) else lr
+        return float(tf.convert_to_tensor(getattr(value, "value", value)))  # a Keras variable holds a mirrored one
 
     def _summaries(self, record: dict) -> None:
         if self._writer is None:
