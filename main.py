@@ -38,7 +38,7 @@ FLAG_KEYS = {
     "batch_size_train": ("optim.batch_size_train",), "batch_size_validation": ("optim.batch_size_validation",),
     "lr_milestones": ("optim.lr_milestones",), "lr_gamma": ("optim.lr_gamma",),
     "number_of_epochs": ("train.epochs",), "validation_step": ("train.validation_step",),
-    "patience": ("train.patience",), "warm_start": ("warm_start",),
+    "patience": ("train.patience",), "warm_start": ("warm_start",), "steps_per_call": ("train.steps_per_call",),
     "dataset": ("data.dataset",), "protocol": ("data.protocol",), "threshold": ("data.threshold",),
     "heldout_users": ("data.val_users", "data.test_users"), "val_users": ("data.val_users",),
     "test_users": ("data.test_users",), "min_uc": ("data.min_uc",), "fold": ("data.fold",),
@@ -60,7 +60,8 @@ PARAM_FLAGS = {
 FLAG_KEYS.update({flag: (f"model_params.{param}",) for flag, param in PARAM_FLAGS.items()})
 # Flags only models with a training loop use.
 TRAINING_FLAGS = ("lr", "optimizer", "weight_decay", "batch_size_train", "lr_milestones", "lr_gamma",
-                  "number_of_epochs", "validation_step", "patience", "xla", "use_tf_amp", "warm_start", "logdir")
+                  "number_of_epochs", "validation_step", "patience", "xla", "use_tf_amp", "warm_start", "logdir",
+                  "steps_per_call")
 # Flags of one preparation protocol.
 PROTOCOL_FLAGS = {"fold": ("fold",), "test_fraction": ("random",), "time_window": ("time",),
                   "heldout_users": ("heldout",), "val_users": ("heldout",), "test_users": ("heldout",),
@@ -244,6 +245,10 @@ def _distribution() -> tuple[str, int]:
     if kind in ("mirrored", "multiworker") and FLAGS.xla:
         raise ConfigError(f"--xla does not apply to --distribution {kind}: tf.distribute's replicated step is not "
                           f"compiled whole; drop --xla (or train with --distribution horovod)")
+    if kind in ("mirrored", "multiworker") and (FLAGS.steps_per_call or 1) > 1:
+        raise ConfigError(f"--steps_per_call {FLAGS.steps_per_call} does not apply to --distribution {kind}: "
+                          f"tf.distribute runs one step per call here; drop it (or train with --distribution "
+                          f"horovod)")
     if kind == "none" and n > 1:
         raise ConfigError(f"--number_of_gpus {n} trains {n} replicas: choose --distribution horovod or mirrored "
                           f"(--distribution none trains one)")
@@ -284,7 +289,7 @@ def configs(settings=None):
                           lr_milestones=tuple(int(m) for m in FLAGS.lr_milestones or ()), lr_gamma=FLAGS.lr_gamma),
         train=TrainConfig(epochs=FLAGS.number_of_epochs, validation_step=FLAGS.validation_step,
                           export_dir=export_dir, xla=FLAGS.xla, fresh=FLAGS.fresh, patience=FLAGS.patience,
-                          log_dir=FLAGS.logdir),
+                          log_dir=FLAGS.logdir, steps_per_call=FLAGS.steps_per_call),
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
         warm_start=FLAGS.warm_start, distribution=distribution, devices=devices, explicit=explicit, command=("main.py", *sys.argv[1:]),

@@ -67,31 +67,44 @@ def synthetic_split(seed: int):
 
 
 # --- speed --------------------------------------------------------------------------------
-def epoch_seconds(model: str, split, batch_size: int, epochs: int, use_amp: bool, seed: int) -> dict:
-    """:func:`training.runner.benchmark` of one family on one split (a fresh model, a temporary folder)."""
-    from training import precision, runner
+def epoch_seconds(model: str, split, batch_size, epochs: int, use_amp: bool, seed: int,
+                  steps_per_call=None) -> tuple[dict, int]:
+    """:func:`training.runner.benchmark` of one family on one split (a fresh model, a temporary folder).
+
+    ``batch_size`` and ``steps_per_call`` None: the run's defaults. Returns
+    the benchmark record and the batch it trained with.
+    """
+    from training import fit, precision, runner
     from training.config import OptimConfig, RunConfig, TrainConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-mf-") as tmp:
         cfg = RunConfig(model=model, seed=seed, export_dir=tmp, use_amp=use_amp,
-                               optim=OptimConfig(batch_size_train=batch_size),
-                               train=TrainConfig(verbose=False), warm_up_epochs=1, benchmark_epochs=epochs)
-        return runner.benchmark(cfg, split, _dist(), precision.policy_name(use_amp))
+                        optim=OptimConfig(batch_size_train=batch_size),
+                        train=TrainConfig(verbose=False, steps_per_call=steps_per_call), warm_up_epochs=1,
+                        benchmark_epochs=epochs)
+        cfg, _ = fit.resolve(cfg, split)
+        return runner.benchmark(cfg, split, _dist(), precision.policy_name(use_amp)), cfg.optim.batch_size_train
 
 
 def speed(args) -> None:
+    from training import families
+
     t0 = time.perf_counter()
     splits = {"ml-latest-small": rating_split("ml-latest-small", args)}
     splits["synthetic 1M"] = synthetic_split(args.seed)
     print(f"data ready in {time.perf_counter() - t0:.1f} s", flush=True)
-    print("| data | users x items | train ratings | model | batch | s/epoch | ratings/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| data | users x items | train ratings | model | batch | steps a call | s/epoch | ratings/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    batches = [None if b == "default" else int(b) for b in args.batch_size.split(",")]
     for name, split in splits.items():
         for model in ("mf", "multitask"):
-            r = epoch_seconds(model, split, args.batch_size, args.epochs, args.use_amp, args.seed)
-            print(f"| {name} | {split.n_users:,} x {split.n_items:,} | {split.train.nnz:,} | {model} | "
-                  f"{args.batch_size} | {r['mean_epoch_train_seconds']:.2f} | {r['rows_per_second']:,.0f} |",
-                  flush=True)
+            for batch in batches:
+                # One step a call is the loop before steps_per_call; the model's default after it.
+                for per_call in (1, families.get(model).cls.default_steps_per_call()):
+                    r, used = epoch_seconds(model, split, batch, args.epochs, args.use_amp, args.seed, per_call)
+                    print(f"| {name} | {split.n_users:,} x {split.n_items:,} | {split.train.nnz:,} | {model} | "
+                          f"{used}{' (default)' if batch is None else ''} | {per_call} | "
+                          f"{r['mean_epoch_train_seconds']:.2f} | {r['rows_per_second']:,.0f} |", flush=True)
 
 
 # --- homework -------------------------------------------------------------------------------
@@ -190,7 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None,
                    help="speed: timed epochs (3); homework: epochs (30); folds: most epochs (200)")
-    p.add_argument("--batch_size", type=int, default=None, help="speed/folds 1000, homework 256")
+    p.add_argument("--batch_size", default=None, help="speed: comma-separated, 'default' the model's rule by data "
+                   "size (default,1000); folds 1000, homework 256")
     p.add_argument("--lr", type=float, default=None, help="homework 1e-3, folds 3e-3")
     p.add_argument("--weight_decay", type=float, default=None, help="decoupled (AdamW): homework 0.5, folds 1e-5")
     p.add_argument("--use_amp", action="store_true", help="speed: mixed precision")
@@ -202,12 +216,14 @@ def main(argv=None) -> int:
     p.add_argument("--no_bias", action="store_true")
     p.add_argument("--patience", type=int, default=5)
     args = p.parse_args(argv)
-    defaults = {"speed": dict(epochs=3, batch_size=1000, lr=1e-3, weight_decay=0.0),
+    defaults = {"speed": dict(epochs=3, batch_size="default,1000", lr=1e-3, weight_decay=0.0),
                 "homework": dict(epochs=30, batch_size=256, lr=1e-3, weight_decay=0.5),
                 "folds": dict(epochs=200, batch_size=1000, lr=3e-3, weight_decay=1e-5)}[args.table]
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.table != "speed":
+        args.batch_size = int(args.batch_size)
     {"speed": speed, "homework": homework, "folds": folds}[args.table](args)
     return 0
 

@@ -21,6 +21,9 @@ flags.DEFINE_integer("batch_size_validation", 2000, "Users per evaluation batch.
 flags.DEFINE_integer("validation_step", 5, "Validate every this many epochs (and after the last).", lower_bound=1)
 flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement (default: 5 for "
                      "rating models, never for top-k models; 0: never).", lower_bound=0)
+flags.DEFINE_integer("steps_per_call", None, "Training steps per compiled call, looping on the device over the data "
+                     "(default: 32 for the pair models mf and multitask, whose steps are tiny; 1 for the others, and "
+                     "always 1 under tf.distribute); the results do not depend on it.", lower_bound=1)
 flags.DEFINE_integer("warm_up_epochs", 1, "--benchmark: epochs left out of the timing.", lower_bound=0)
 flags.DEFINE_integer("benchmark_epochs", 3, "--benchmark: epochs timed after the warm-up.", lower_bound=1)
 

@@ -59,6 +59,10 @@ def _users(layer: keras.layers.Embedding, inputs, rows) -> tf.Tensor:
     return tf.zeros(tf.stack([n_rows, layer.output_dim]), layer.compute_dtype)
 
 
+# A step of a few thousand ratings is a few embedding gathers: 32 of them per call make the dispatch small.
+PAIR_STEPS_PER_CALL = 32
+
+
 def rating_batch_size(ratings: int) -> tuple[int, str]:
     """Ratings a step for the pair models: about 100 steps an epoch.
 
@@ -97,6 +101,10 @@ class MatrixFactorization(Model):
     @classmethod
     def default_batch_size(cls, units: int) -> tuple[int, str]:
         return rating_batch_size(units)
+
+    @classmethod
+    def default_steps_per_call(cls) -> int:
+        return PAIR_STEPS_PER_CALL
 
     def __init__(self, config: MFConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -214,6 +222,10 @@ class MultiTaskNet(Model):
     @classmethod
     def default_batch_size(cls, units: int) -> tuple[int, str]:
         return rating_batch_size(units)
+
+    @classmethod
+    def default_steps_per_call(cls) -> int:
+        return PAIR_STEPS_PER_CALL
 
     def __init__(self, config: MultiTaskConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)

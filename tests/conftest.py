@@ -26,6 +26,11 @@ def mirror_path():
     return path.resolve() if path.is_dir() else None
 
 
+def pytest_configure(config):
+    # autograph's gast builds AST nodes with a keyword Python 3.13 deprecates: thousands of lines of its noise.
+    config.addinivalue_line("filterwarnings", "ignore:.*got an unexpected keyword argument '___pyct_anno':DeprecationWarning")
+
+
 @pytest.fixture(scope="session")
 def mirror():
     """Path of the folder holding ml-100k/, ml-latest-small/, hetrec2011-lastfm-2k/; skips if absent."""

@@ -433,3 +433,21 @@ def test_mixed_bfloat16_models_give_float32_outputs_close_to_float32(cls, config
     got, want = mixed.predict_rows(seen, rows), plain.predict_rows(seen, rows)
     assert got.dtype == tf.float32
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=0.02)
+
+
+@pytest.mark.parametrize("model", ["mf", "multitask"])
+def test_pair_models_loop_steps_on_the_device_with_the_results_of_one_step_a_call(model, tmp_path):
+    from training import fit
+    from training.config import OptimConfig, RunConfig, TrainConfig
+
+    split = _tiny_split()  # 480 training ratings: 15 steps of 32 an epoch, one call of the default 32
+    results = []
+    for steps_per_call in (None, 1):
+        cfg = RunConfig(model=model, seed=0, optim=OptimConfig(batch_size_train=32),
+                        train=TrainConfig(epochs=2, export_dir=str(tmp_path / str(steps_per_call)), verbose=False,
+                                          steps_per_call=steps_per_call))
+        results.append(fit.fit(cfg, split))
+    assert results[0].trainer.steps_per_call == 32 and results[1].trainer.steps_per_call == 1
+    for a, b in zip(results[0].model.weights, results[1].model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert [e["loss"] for e in results[0].summary["history"]] == [e["loss"] for e in results[1].summary["history"]]

@@ -173,8 +173,11 @@ def test_a_mirrored_world_of_one_trains_bit_for_bit_like_no_distribution(mirror,
         with dist.scope():
             model = build_model(family, split, {"seed": 0}, precision.FLOAT32)
             optimizer = make_optimizer(optim, data.steps_per_epoch)
+        # Several steps a call loop on the device without a strategy; under one, steps go one a call (see
+        # StrategyDistribution.loops_on_device): the same results either way.
         trainer = Trainer(model, optimizer, TrainConfig(epochs=2, export_dir=str(tmp_path / dist.name),
-                                                        verbose=False), dist)
+                                                        verbose=False, steps_per_call=4), dist)
+        assert trainer.steps_per_call == (4 if dist.loops_on_device else 1)
         trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch)
         weights.append([np.asarray(tf.convert_to_tensor(v)) for v in model.variables])
     assert len(weights[0]) == len(weights[1])
@@ -216,6 +219,9 @@ def test_get_resolves_auto_and_refuses_what_cannot_run(monkeypatch):
     (["--distribution", "mirrored", "--number_of_gpus", "2", "--xla"],
      "error: --xla does not apply to --distribution mirrored: tf.distribute's replicated step is not compiled "
      "whole; drop --xla (or train with --distribution horovod)"),
+    (["--distribution", "mirrored", "--steps_per_call", "8"],
+     "error: --steps_per_call 8 does not apply to --distribution mirrored: tf.distribute runs one step per call here; "
+     "drop it (or train with --distribution horovod)"),
     (["--distribution", "none", "--number_of_gpus", "2"],
      "error: --number_of_gpus 2 trains 2 replicas: choose --distribution horovod or mirrored (--distribution none "
      "trains one)"),

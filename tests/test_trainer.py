@@ -219,3 +219,37 @@ def test_the_loop_reads_nothing_per_step_and_equals_a_host_loop_bit_for_bit(tmp_
     for record, mean in zip(history.epochs, means, strict=True):
         for k, v in mean.items():
             assert record[k] == v, k  # the same float64 sums in the same order
+
+
+def _pipeline_data(x):
+    from data import pipeline
+
+    return lambda epoch: pipeline.row_batches(x, BATCH, shuffle=True, seed=0, epoch=epoch).map(lambda b: {"input": b})
+
+
+@pytest.mark.parametrize("steps_per_call, max_steps", [(2, None), (5, None), (2, 1)])
+def test_many_steps_a_call_equal_one_step_a_call_bit_for_bit(tmp_path, clicks, steps_per_call, max_steps):
+    # 3 steps an epoch: calls of 2 then 1; of 5 (the loop ends on the exhausted iterator); cut to 1 step an epoch.
+    train = _pipeline_data(clicks)
+    one = _trainer(tmp_path / "one", 2, max_steps_per_epoch=max_steps)
+    many = _trainer(tmp_path / "many", 2, steps_per_call=steps_per_call, max_steps_per_epoch=max_steps)
+    assert (one.steps_per_call, many.steps_per_call) == (1, steps_per_call)
+    calls = []
+    inner = many._multi_fns[0]
+    many._multi_fns[0] = lambda it, limit: calls.append(int(limit)) or inner(it, limit)
+    histories = [t.fit(train, 3, N_USERS).epochs for t in (one, many)]
+    # Mult-VAE's dropout, sampling noise and KL annealing counter advance exactly as one step a call.
+    for a, b in zip(one.model.weights, many.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    for a, b in zip(*histories, strict=True):
+        assert (a["loss"], a["kl"]) == (b["loss"], b["kl"])
+    assert int(many.updater.updates.numpy()) == int(one.updater.updates.numpy()) == 2 * (max_steps or 3)
+    expected = {(2, None): [2, 2] * 2, (5, None): [5] * 2, (2, 1): [1] * 2}[(steps_per_call, max_steps)]
+    assert calls == expected  # the loop asked for what was left each call, and stopped at the epoch's end
+
+
+def test_record_steps_means_one_step_a_call(tmp_path, clicks):
+    trainer = _trainer(tmp_path, 1, steps_per_call=8, record_steps=True)
+    assert trainer.steps_per_call == 1
+    history = trainer.fit(_pipeline_data(clicks), 3, N_USERS)
+    assert [s["step"] for s in history.steps] == [1, 2, 3]

@@ -36,6 +36,9 @@ class TrainConfig:
       record_steps: keep every step's logs in the history (for per-batch plots).
       max_steps_per_epoch: cut epochs short (benchmarks and tests only).
       log_dir: TensorBoard folder (None: ``<export_dir>/logs``).
+      steps_per_call: training steps per compiled call, looping on the device
+        (None: the model's :meth:`Recommender.default_steps_per_call`; 1
+        with ``record_steps``); the results do not depend on it.
     """
 
     epochs: int = 200
@@ -50,6 +53,7 @@ class TrainConfig:
     record_steps: bool = False
     max_steps_per_epoch: Optional[int] = None
     log_dir: Optional[str] = None
+    steps_per_call: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -137,7 +141,7 @@ class RunConfig:
 # it reports, never what a trained epoch computes. Everything else must match to resume.
 RUN_LENGTH_KEYS = frozenset({
     "train.epochs", "train.validation_step", "train.patience", "train.verbose", "train.progress_seconds",
-    "train.keep_checkpoints", "train.record_steps", "optim.batch_size_validation",
+    "train.keep_checkpoints", "train.record_steps", "train.steps_per_call", "optim.batch_size_validation",
 })
 # Where things are, not what they are: the data's content is pinned by checksums and the split fingerprint.
 LOCATION_KEYS = frozenset({"data.data_dir", "data.mirror", "data.cache", "train.export_dir", "train.log_dir",

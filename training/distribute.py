@@ -74,6 +74,9 @@ class Distribution:
         """The shards this process feeds, one per local replica, in replica order."""
         return (self.rank,)
 
+    # Whether a training step may run inside a loop on the device (several steps per compiled call).
+    loops_on_device = True
+
     def scope(self) -> contextlib.AbstractContextManager:
         """Where models, optimizers and the trainer's counters are built (their variables then span the replicas)."""
         return contextlib.nullcontext()
@@ -298,6 +301,10 @@ class StrategyDistribution(Distribution):
       ConfigError: multiworker without ``TF_CONFIG``, or more GPUs asked for
         than the host has.
     """
+
+    # strategy.run inside a tf.while_loop over an iterator fails here (TF 2.18-2.21: a placeholder of the
+    # loop's condition is never fed): one step per compiled call.
+    loops_on_device = False
 
     def __init__(self, kind: str, devices: int = 1) -> None:
         self.name = kind

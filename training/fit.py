@@ -303,7 +303,9 @@ def fit(cfg: RunConfig, split, dist: Optional[distribute.Distribution] = None, p
                                                  data.steps_per_epoch * phase.passes * model.updates_per_step())
                       for phase in model.phases()}  # one per phase; milestones count epochs in each
     patience = model.default_patience if cfg.train.patience is None else cfg.train.patience
-    trainer = Trainer(model, optimizers, dataclasses.replace(cfg.train, patience=patience or None), dist, policy)
+    steps_per_call = cfg.train.steps_per_call or model.default_steps_per_call()
+    trainer = Trainer(model, optimizers, dataclasses.replace(cfg.train, patience=patience or None,
+                                                             steps_per_call=steps_per_call), dist, policy)
     diverged = None
     try:
         history = trainer.fit(data.train, data.steps_per_epoch, data.rows_per_epoch, data.validation, on_validation)

@@ -93,6 +93,17 @@ class Recommender:
         return int(min(500, max(100, units // 200))), f"rows a step: 1/200 of the {units:,} training rows, in 100..500"
 
     @classmethod
+    def default_steps_per_call(cls) -> int:
+        """Training steps per compiled call when the run sets none (:attr:`TrainConfig.steps_per_call`).
+
+        One for models whose step is large (a batch of user rows over every
+        item): the call's dispatch is then negligible, and progress and the
+        NaN guard see every step. Models of tiny steps (a batch of ratings)
+        loop several steps on the device per call instead.
+        """
+        return 1
+
+    @classmethod
     def epoch_scaled_params(cls, config, steps_per_epoch: int) -> dict[str, tuple[Any, str]]:
         """Hyper-parameters counted in updates that must scale with an epoch's, when the run sets none.
 

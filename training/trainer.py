@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import keras
 import numpy as np
@@ -190,9 +190,15 @@ class Trainer:
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
         self._bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_bad_step")
         self._bad_loss = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="first_bad_loss")
-        # One compiled step per phase: the phase is a constant of its trace.
+        # One compiled step per phase: the phase is a constant of its trace. Several steps a call (the dispatch of
+        # a tiny step costs more than its compute) loop on the device over the dataset's iterator, each iteration
+        # the same compiled step: bit for bit the results of one step a call.
+        looped = not config.record_steps and self.distribution.loops_on_device
+        self.steps_per_call = max(1, config.steps_per_call or 1) if looped else 1
         self._train_fns = [tf.function(functools.partial(self._accumulating_step, phase=i),
                                        jit_compile=config.xla or None, reduce_retracing=True)
+                           for i in range(len(self.updaters))]
+        self._multi_fns = [tf.function(functools.partial(self._many_steps, phase=i))
                            for i in range(len(self.updaters))]
         self._eval_fn = tf.function(model.evaluate_step, reduce_retracing=True)
 
@@ -297,6 +303,44 @@ class Trainer:
         self._bad_loss.assign(tf.where(first, loss, self._bad_loss))
         return logs
 
+    def _many_steps(self, iterator, limit: tf.Tensor, phase: int) -> tf.Tensor:
+        """Up to ``limit`` steps of a phase in one call, reading batches from ``iterator``; returns how many ran."""
+        done = tf.constant(0, tf.int64)
+        while done < limit:
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            self._train_fns[phase](batch.get_value())  # the compiled step (with XLA, when asked), inlined
+            done += 1
+        return done
+
+    def _calls(self, phase: int, dataset: tf.data.Dataset) -> Iterator[tuple[int, Optional[dict]]]:
+        """One pass of a phase over ``dataset`` as compiled calls: yields (steps it ran, logs or None) per call.
+
+        With :attr:`steps_per_call` 1 a call is one step and yields its logs
+        (device tensors, not read); else a call runs that many steps in a
+        loop on the device, the Python loop sees only their count (one host
+        read per call), and the logs live in the phase's sums.
+        """
+        limit = self.config.max_steps_per_epoch
+        done = 0
+        if self.steps_per_call == 1 or not isinstance(dataset, tf.data.Dataset):  # a Python iterable: one a call
+            for batch in dataset:
+                yield 1, self._train_fns[phase](batch)
+                done += 1
+                if limit and done >= limit:
+                    return
+            return
+        iterator = iter(dataset)
+        while True:
+            want = self.steps_per_call if not limit else min(self.steps_per_call, limit - done)
+            ran = int(self._multi_fns[phase](iterator, tf.constant(want, tf.int64)))
+            if ran:
+                yield ran, None
+            done += ran
+            if ran < want or (limit and done >= limit):
+                return
+
     def _check_finite(self, epoch: int, history: History) -> None:
         """Raises through :meth:`_diverged` when a step of this epoch had a non-finite loss (one host read)."""
         bad = int(self._bad_step.numpy())
@@ -355,20 +399,17 @@ class Trainer:
             self._step.assign(0)
             self._bad_step.assign(0)
             data_pass = epoch * passes
-            for updater, train_fn, sums in zip(self.updaters, self._train_fns, self._sums):
+            for phase, (updater, sums) in enumerate(zip(self.updaters, self._sums)):
                 # A model of several phases logs each phase's values under its name, and "loss" over all.
                 prefix = f"{updater.phase.name}/" if len(self.phases) > 1 else ""
                 for variable in sums.values():
                     variable.assign(0.0)
                 phase_steps = 0
                 for _ in range(updater.phase.passes):
-                    pass_steps = 0
-                    for batch in train_data(data_pass):
-                        logs = train_fn(batch)  # nothing read back here: the sums stay on the device
-                        steps += 1
-                        pass_steps += 1
-                        phase_steps += 1
-                        if cfg.record_steps:
+                    for done, logs in self._calls(phase, train_data(data_pass)):
+                        steps += done  # nothing read back here: the sums stay on the device
+                        phase_steps += done
+                        if logs is not None and cfg.record_steps:
                             self._check_finite(epoch, history)
                             named = {f"{prefix}{k}": float(v) for k, v in logs.items()}
                             named["loss"] = float(logs["loss"])
@@ -379,12 +420,11 @@ class Trainer:
                             last_print = now
                             rate = steps / (now - t0)
                             left = (epoch_steps - steps) / rate + (cfg.epochs - epoch - 1) * epoch_steps / rate
+                            mean = float(sums["loss"].numpy()) / phase_steps  # the phase's mean loss so far
                             print(f"epoch {epoch + 1}/{cfg.epochs} {prefix.rstrip('/') + ' ' if prefix else ''}"
-                                  f"step {steps}/{epoch_steps} loss {float(logs['loss']):.4f} "
+                                  f"step {steps}/{epoch_steps} loss {mean:.4f} "
                                   f"{rate * rows_per_epoch / max(steps_per_epoch, 1):,.0f} rows/s "
                                   f"ETA {_fmt_duration(left)}", flush=True)
-                        if cfg.max_steps_per_epoch and pass_steps >= cfg.max_steps_per_epoch:
-                            break
                     data_pass += 1
                 self._check_finite(epoch, history)
                 for name, variable in sums.items():  # one read per phase and epoch
