@@ -3,7 +3,8 @@
 Rows of the table: (a) the sparse first layer (tf.sparse matmul), (b) the dense-feed baseline (each batch densified,
 as the original code did), (c) --xla (gather + segment-sum first layer, jit_compile), (d) --use_tf_amp (bf16 on CPU),
 (e) --use_tf_amp with --xla, (f) RecVAE at its defaults (an epoch is its encoder passes plus its decoder pass,
-each timed as its own step); then one evaluation of 10,000 held-out users (Recall@20/50, NDCG@100 on the device)
+each timed as its own step), (g) and (h): (a) and (d) with Keras' own Adam, as before the fused update
+(training/optimizers.py); then one evaluation of 10,000 held-out users (Recall@20/50, NDCG@100 on the device)
 against the time of one full training epoch.
 
     python bench/bench_vae.py                      # ~5 minutes on 2 cores
@@ -29,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from data import pipeline, protocols, synthetic  # noqa: E402
-from training import distribute, precision, trainer  # noqa: E402
+from training import distribute, fit, precision, trainer  # noqa: E402
+from training.config import OptimConfig  # noqa: E402
 from training.model import Updater  # noqa: E402
 from vae.config import RecVAEConfig, VAEConfig  # noqa: E402
 from vae.model import MultVAE  # noqa: E402
@@ -40,7 +42,7 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per configuration.")
 flags.DEFINE_integer("batch", 500, "Users per training step.")
 flags.DEFINE_integer("eval_users", 10000, "Held-out users in the timed evaluation.")
 flags.DEFINE_string("shape", "ml-20m", "A data.synthetic.SHAPES key.")
-flags.DEFINE_list("rows", ["a", "b", "c", "d", "e", "f"], "Rows of the table to measure.")
+flags.DEFINE_list("rows", ["a", "b", "c", "d", "e", "f", "g", "h"], "Rows of the table to measure.")
 
 
 class DenseFeedVAE(MultVAE):
@@ -74,15 +76,20 @@ def _users_per_s(model, split, updater, xla) -> float:
     return FLAGS.steps * FLAGS.batch / (time.perf_counter() - start)
 
 
-def time_training(model_cls, split, policy, xla) -> tuple[float, float]:
-    """(users/s, seconds per epoch) of a model at its defaults; an epoch runs every phase its passes."""
+def time_training(model_cls, split, policy, xla, keras_adam=False) -> tuple[float, float]:
+    """(users/s, seconds per epoch) of a model at its defaults; an epoch runs every phase its passes.
+
+    The optimizer is the run's (``training.fit.make_optimizer``: Adam with the fused update), or Keras' own
+    Adam with ``keras_adam`` (the toolkit before the fused update).
+    """
     with precision.policy_scope(policy):
         config = (RecVAEConfig if model_cls is RecVAE else VAEConfig)(n_items=split.n_items)
         model = model_cls(config)
         model.ensure_built()
     epoch_s = 0.0
     for phase in model.phases():
-        optimizer = precision.wrap_optimizer(keras.optimizers.Adam(1e-3), policy)
+        adam = keras.optimizers.Adam(1e-3) if keras_adam else fit.make_optimizer(OptimConfig(lr=1e-3))
+        optimizer = precision.wrap_optimizer(adam, policy)
         updater = Updater(model, optimizer, distribute.Distribution(), phase=phase)
         epoch_s += phase.passes * split.train.shape[0] / _users_per_s(model, split, updater, xla)
     return split.train.shape[0] / epoch_s, epoch_s
@@ -115,12 +122,14 @@ def main(argv):
                ("(c) sparse, --xla", MultVAE, precision.FLOAT32, True),
                ("(d) sparse, --use_tf_amp (bf16)", MultVAE, precision.policy_name(True), False),
                ("(e) --use_tf_amp --xla", MultVAE, precision.policy_name(True), True),
-               ("(f) RecVAE, sparse, fp32", RecVAE, precision.FLOAT32, False)]
+               ("(f) RecVAE, sparse, fp32", RecVAE, precision.FLOAT32, False),
+               ("(g) (a) with Keras' Adam (before the fused update)", MultVAE, precision.FLOAT32, False),
+               ("(h) (d) with Keras' Adam (before the fused update)", MultVAE, precision.policy_name(True), False)]
     rows = []
     for name, cls, policy, xla in configs:
         if name[1] not in FLAGS.rows:
             continue
-        ups, epoch = time_training(cls, split, policy, xla)
+        ups, epoch = time_training(cls, split, policy, xla, keras_adam=name[1] in "gh")
         rows.append((name, ups, epoch))
         print(f"{name}: {ups:,.0f} users/s ({epoch:.1f} s per epoch)", flush=True)
     eval_s = time_evaluation(split)

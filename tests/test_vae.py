@@ -124,3 +124,21 @@ def test_sparse_dense_layer_matches_dense_matmul_both_paths():
     coo = layers.as_coo(_sparse(x))
     np.testing.assert_allclose(layer.apply_coo(coo).numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(layer.apply_coo(coo._replace(padded=True)).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_first_layer_multiplies_in_float32_under_bfloat16():
+    # The CPU's sparse matmul has no fast bf16 kernel: under mixed_bfloat16 the tf.sparse path multiplies the float32
+    # kernel and values, then rounds the product once to bf16 (a bf16 matmul would round the kernel first).
+    rng = np.random.default_rng(6)
+    x = _clicks(rng, n_users=4, n_items=50) * rng.random((4, 50)).astype(np.float32)
+    with precision.policy_scope(precision.MIXED_BFLOAT16):
+        layer = layers.SparseDense(50, 6, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(seed=2))
+    out = layer.apply_coo(layers.as_coo(_sparse(x)))
+    assert out.dtype == tf.bfloat16 and layer.kernel.dtype == "float32"
+    exact = x.astype(np.float64) @ layer.kernel.numpy().astype(np.float64)
+    once = tf.cast(tf.constant(exact, tf.float32), tf.bfloat16).numpy().astype(np.float64)
+    np.testing.assert_allclose(out.numpy().astype(np.float64), once, rtol=1e-6, atol=1e-6)
+    # The padded (XLA) path gathers bf16 kernel rows: close, not once-rounded.
+    padded = layer.apply_coo(layers.as_coo(_sparse(x))._replace(padded=True))
+    assert padded.dtype == tf.bfloat16
+    np.testing.assert_allclose(padded.numpy().astype(np.float64), exact, rtol=3e-2, atol=3e-2)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import ConfigError
-from training import distribute, families, intervals, metrics, precision
+from training import distribute, families, intervals, metrics, optimizers, precision
 from training.config import OptimConfig, RunConfig
 from training.recommender import Recommender
 from training.trainer import Diverged, Trainer
@@ -45,7 +45,7 @@ def make_optimizer(cfg: OptimConfig, updates_per_epoch: int = 1) -> keras.optimi
         values = [cfg.lr * cfg.lr_gamma ** i for i in range(len(boundaries) + 1)]
         lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     if name == "adam":
-        return keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
+        return optimizers.AdamW(lr, weight_decay=wd) if wd else optimizers.Adam(lr)
     if name in ("sgd", "momentum"):
         return keras.optimizers.SGD(lr, momentum=cfg.momentum if name == "momentum" else 0.0, weight_decay=wd)
     if name == "adagrad":
