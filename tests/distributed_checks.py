@@ -174,3 +174,25 @@ def one_writer(export: Path) -> bool:
     """Whether one process wrote the TensorBoard events (files are ...tfevents.<time>.<host>.<pid>.<n>.v2)."""
     files = list((export / "logs").glob("events.out.tfevents.*"))
     return bool(files) and len({f.name.split(".")[-3] for f in files}) == 1
+
+
+class JobContract:
+    """The checks every backend's 2-replica job passes, as tests: a test module subclasses it as ``Test...``.
+
+    The module provides the fixtures ``job`` (``export``, ``dumps``, ``mirror``, ``data_dir``, ``results``) and
+    ``split`` (the split the job trained on).
+    """
+
+    def test_both_replicas_end_with_identical_weights(self, job):
+        check_identical_weights(job["dumps"])
+
+    def test_replicas_read_disjoint_users_that_cover_the_training_set(self, job, split):
+        check_disjoint_shards(split, job["export"])
+
+    def test_reported_metrics_equal_a_single_process_evaluation_of_the_export(self, job, tmp_path):
+        check_metrics_equal_one_process(job["export"], job["results"]["test"], job["mirror"], job["data_dir"],
+                                        tmp_path)
+
+    def test_loss_trajectory_matches_one_process_with_the_same_global_batch(self, job, split, tmp_path):
+        losses = [e["loss"] for e in job["results"]["train"]["history"]]
+        check_loss_trajectory(losses, arrays(dump(job["dumps"], 0, 1)), split, tmp_path)

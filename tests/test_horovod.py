@@ -66,22 +66,8 @@ def test_the_job_ran_two_workers_and_only_the_chief_wrote(job):
     assert checks.one_writer(job["export"])
 
 
-def test_both_ranks_end_with_identical_weights(job):
-    checks.check_identical_weights(job["dumps"])
-
-
-def test_ranks_read_disjoint_users_that_cover_the_training_set(job, split):
-    checks.check_disjoint_shards(split, job["export"])
-
-
-def test_reported_metrics_equal_a_single_process_evaluation_of_the_export(job, tmp_path):
-    checks.check_metrics_equal_one_process(job["export"], job["results"]["test"], job["mirror"], job["data_dir"],
-                                           tmp_path)
-
-
-def test_loss_trajectory_matches_one_process_with_the_same_global_batch(job, split, tmp_path):
-    losses = [e["loss"] for e in job["results"]["train"]["history"]]
-    checks.check_loss_trajectory(losses, checks.arrays(checks.dump(job["dumps"], 0, 1)), split, tmp_path)
+class TestHorovodJob(checks.JobContract):
+    """Identical weights, disjoint shards, one-process metrics and loss trajectory (tests/distributed_checks.py)."""
 
 
 def _pids_of_rank(rank: int, token: str) -> list[int]:
