@@ -3,6 +3,7 @@
     python bench/bench_mf.py speed      # s/epoch of mf and multitask: ml-latest-small, 1M synthetic ratings
     python bench/bench_mf.py homework   # seed 003: shared/separate x (0.99, 0.01)/(0.5, 0.5), vs popularity
     python bench/bench_mf.py folds      # seed 004's model on ML-100K u1..u5: mean test RMSE
+    python bench/bench_mf.py surprise   # mf at its defaults against Surprise's SVD (pip install scikit-surprise)
 
 Each prints a markdown table. Everything trains through the engine
 (every model trained through ``training.fit.fit``);
@@ -107,6 +108,65 @@ def speed(args) -> None:
                           f"{r['mean_epoch_train_seconds']:.2f} | {r['rows_per_second']:,.0f} |", flush=True)
 
 
+# --- against Surprise --------------------------------------------------------------------------
+def _surprise_svd(split, seed: int) -> tuple[float, float]:
+    """Surprise's SVD at its defaults (100 factors, 20 epochs) on the split: (fit seconds, test RMSE)."""
+    import pandas as pd
+    from surprise import SVD, Dataset, Reader
+
+    train = split.train.tocoo()
+    frame = pd.DataFrame({"u": train.row, "i": train.col, "r": train.data})
+    trainset = Dataset.load_from_df(frame, Reader(rating_scale=(float(train.data.min()), float(train.data.max()))))
+    trainset = trainset.build_full_trainset()
+    t0 = time.perf_counter()
+    algo = SVD(random_state=seed).fit(trainset)
+    seconds = time.perf_counter() - t0
+    test = split.test.tocoo()
+    errors = [algo.predict(u, i).est - r for u, i, r in zip(test.row, test.col, test.data)]
+    return seconds, float(np.sqrt(np.mean(np.square(errors))))
+
+
+def surprise(args) -> None:
+    """Seconds of training until tfcf's mf (its defaults) reaches Surprise SVD's test RMSE, on the same split."""
+    import dataclasses
+
+    try:
+        import surprise as _  # noqa: F401
+    except ImportError:
+        sys.exit("bench_mf.py surprise needs Surprise: pip install scikit-surprise (not a tfcf dependency)")
+    from cli import config_file
+    from training import fit
+    from training.config import OptimConfig, RunConfig, TrainConfig
+
+    # mf at its defaults, as `main.py --model mf` runs it on a data set without a preset: configs/mf/default.toml.
+    flags_ = config_file.read(config_file.PRESETS / "mf" / "default.toml").flags
+    params = {k: flags_[k] for k in ("rank", "use_bias", "lam")}
+    optim = OptimConfig(lr=flags_["lr"], weight_decay=flags_["weight_decay"])
+    splits = {"ml-latest-small": rating_split("ml-latest-small", args), "synthetic 1M": synthetic_split(args.seed)}
+    print("| data | train ratings | Surprise SVD fit s | its test RMSE | mf epochs to reach it | mf train s to reach it "
+          f"| mf best test RMSE in {args.epochs} epochs (epoch) | mf s/epoch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, split in splits.items():
+        svd_s, svd_rmse = _surprise_svd(split, args.seed)
+        with tempfile.TemporaryDirectory(prefix="bench-mf-") as tmp:
+            # The race is scored on the test ratings after every epoch (they play the validation part here; nothing
+            # is chosen on them): training seconds only, the evaluations left out.
+            cfg = RunConfig(model="mf", seed=args.seed, export_dir=tmp, model_params=params, optim=optim,
+                            train=TrainConfig(epochs=args.epochs, validation_step=1, export_dir=tmp, verbose=False,
+                                              patience=0))
+            history = fit.fit(cfg, dataclasses.replace(split, val=split.test)).summary["history"]
+        elapsed, reached = 0.0, None
+        for record in history:
+            elapsed += record["train_seconds"]
+            if reached is None and record["validation"]["rmse"] <= svd_rmse:
+                reached = (record["epoch"], elapsed)
+        best = min(history, key=lambda r: r["validation"]["rmse"])
+        mean_epoch = np.mean([r["train_seconds"] for r in history[1:]]) if len(history) > 1 else float("nan")
+        print(f"| {name} | {split.train.nnz:,} | {svd_s:.2f} | {svd_rmse:.4f} | "
+              f"{reached[0] if reached else 'not reached'} | {f'{reached[1]:.2f}' if reached else '-'} | "
+              f"{best['validation']['rmse']:.4f} ({best['epoch']}) | {mean_epoch:.2f} |", flush=True)
+
+
 # --- homework -------------------------------------------------------------------------------
 def popularity_mrr(split) -> dict:
     """MRR of ranking items by their number of training ratings (same evaluation as the models)."""
@@ -197,7 +257,7 @@ def folds(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python bench/bench_mf.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("table", choices=["speed", "homework", "folds"])
+    p.add_argument("table", choices=["speed", "homework", "folds", "surprise"])
     p.add_argument("--data_mirror", default=None)
     p.add_argument("--data_dir", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -217,6 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int, default=5)
     args = p.parse_args(argv)
     defaults = {"speed": dict(epochs=3, batch_size="default,1000", lr=1e-3, weight_decay=0.0),
+                "surprise": dict(epochs=30, batch_size="0", lr=None, weight_decay=None),
                 "homework": dict(epochs=30, batch_size=256, lr=1e-3, weight_decay=0.5),
                 "folds": dict(epochs=200, batch_size=1000, lr=3e-3, weight_decay=1e-5)}[args.table]
     for key, value in defaults.items():
@@ -224,7 +285,7 @@ def main(argv=None) -> int:
             setattr(args, key, value)
     if args.table != "speed":
         args.batch_size = int(args.batch_size)
-    {"speed": speed, "homework": homework, "folds": folds}[args.table](args)
+    {"speed": speed, "homework": homework, "folds": folds, "surprise": surprise}[args.table](args)
     return 0
 
 
