@@ -237,11 +237,10 @@ def _distribution() -> tuple[str, int]:
     from data.errors import ConfigError
     from training import distribute
 
-    kind = FLAGS.distribution
     n = FLAGS.number_of_gpus
-    if kind == "auto" and not distribute.under_horovodrun() and not os.environ.get("TF_CONFIG"):
-        kind = "horovod" if n > 1 else "none"
-    kind = distribute.resolve_kind(kind)
+    kind = distribute.resolve_kind(FLAGS.distribution)
+    if FLAGS.distribution == "auto" and kind == "none" and n > 1:
+        kind = "horovod"  # --number_of_gpus N re-launches this command under horovodrun
     if kind in ("mirrored", "multiworker") and FLAGS.xla:
         raise ConfigError(f"--xla does not apply to --distribution {kind}: tf.distribute's replicated step is not "
                           f"compiled whole; drop --xla (or train with --distribution horovod)")
@@ -292,7 +291,8 @@ def configs(settings=None):
                           log_dir=FLAGS.logdir, steps_per_call=FLAGS.steps_per_call),
         model_params={k: v for k, v in params.items() if v is not None},
         warm_up_epochs=FLAGS.warm_up_epochs, benchmark_epochs=FLAGS.benchmark_epochs,
-        warm_start=FLAGS.warm_start, distribution=distribution, devices=devices, explicit=explicit, command=("main.py", *sys.argv[1:]),
+        warm_start=FLAGS.warm_start, distribution=distribution, devices=devices, explicit=explicit,
+        command=("main.py", *sys.argv[1:]),
         metrics=tuple(FLAGS.metrics) if FLAGS.metrics else None,
         settings=settings.record() if settings is not None else None)
 

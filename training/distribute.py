@@ -326,7 +326,8 @@ class StrategyDistribution(Distribution):
             self._strategy = tf.distribute.MirroredStrategy(self._mirrored_devices(devices))
         self._local = len(self._strategy.extended.worker_devices)
         self._broadcasts = 0
-        self._allsum_fn = None
+        # Traced: the strategy's collectives run eagerly only slowly; one trace per wire dtype (see _allsum).
+        self._allsum_fn = tf.function(self._allsum_flat, reduce_retracing=True)
 
     @staticmethod
     def _mirrored_devices(devices: int) -> list[str]:
@@ -346,10 +347,6 @@ class StrategyDistribution(Distribution):
         return [f"/cpu:{i}" for i in range(max(devices, 1))]
 
     @property
-    def strategy(self) -> tf.distribute.Strategy:
-        return self._strategy
-
-    @property
     def shards(self) -> int:
         return self._strategy.num_replicas_in_sync
 
@@ -362,11 +359,8 @@ class StrategyDistribution(Distribution):
 
     def run(self, step: Callable[[Any], dict], batch: Any) -> dict:
         strategy, first = self._strategy, self.rank * self._local
-        if self._local == 1:
-            values = batch[0] if isinstance(batch, tuple) else batch
-        else:
-            values = strategy.experimental_distribute_values_from_function(
-                lambda ctx: batch[ctx.replica_id_in_sync_group - first])
+        values = batch if self._local == 1 else strategy.experimental_distribute_values_from_function(
+            lambda ctx: batch[ctx.replica_id_in_sync_group - first])
         logs = strategy.run(step, args=(values,))
         # Each replica's logs are of its own (equal-sized) batch: their mean is this process's.
         return {k: tf.add_n(list(strategy.experimental_local_results(v))) / self._local for k, v in logs.items()}
@@ -393,8 +387,6 @@ class StrategyDistribution(Distribution):
         tensors flattened and concatenated, so that a single traced function
         serves every call.
         """
-        if self._allsum_fn is None:  # traced: the strategy's collectives run eagerly only slowly
-            self._allsum_fn = tf.function(self._allsum_flat, reduce_retracing=True)
         values = [tf.convert_to_tensor(v) for v in values]
         out: list[Optional[tf.Tensor]] = [None] * len(values)
         for wire in (tf.float64, tf.int64):
