@@ -223,6 +223,9 @@ def test_zero_valued_and_duplicate_target_entries():
     stat_close(metrics.topk_metrics(scores, targets, names=("recall@1",))["recall@1"], (1.0, 1))
     stat_close(metrics.mrr(scores, targets), (1.0, 1))
     stat_close(metrics.squared_error(scores, targets), ((0.9 - 1.0) ** 2 * 2, 2))
+    # The same for seen items: (0, 1) is an explicit 0 and stays ranked, (0, 0) appears twice and goes last.
+    seen = tf.SparseTensor([[0, 1], [0, 0], [0, 0]], [0.0, 1.0, 1.0], [1, 3])
+    assert metrics.mask_seen(scores, seen).numpy().tolist() == [[-np.inf, np.float32(0.5), np.float32(0.9)]]
 
 
 def test_squared_error_hand_and_finalize():

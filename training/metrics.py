@@ -68,18 +68,47 @@ def mask_seen(scores: tf.Tensor, seen: tf.SparseTensor) -> tf.Tensor:
     """
     scores = tf.convert_to_tensor(scores)
     _check_shape(scores, seen, "seen")
-    return tf.where(_indicator(seen, scores) > 0,
-                    tf.constant(-math.inf, scores.dtype), scores)
+    # One scatter into a copy of the scores instead of a dense [b, I] indicator and a select: min with -inf at
+    # the non-zero entries, with +inf (no change) at explicit zeros; duplicates are harmless.
+    inf = tf.constant(math.inf, scores.dtype)
+    return tf.tensor_scatter_nd_min(scores, seen.indices, tf.where(tf.not_equal(seen.values, 0), -inf, inf))
 
 
-def _prepare(scores, targets: tf.SparseTensor,
-             seen: Optional[tf.SparseTensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    """float32 (masked) scores [b, I] and the relevance indicator [b, I]."""
+def _masked(scores, targets: tf.SparseTensor, seen: Optional[tf.SparseTensor]) -> tf.Tensor:
+    """float32 scores [b, I] with the ``seen`` items at -inf."""
     scores = _as_float32(scores)
     _check_shape(scores, targets, "targets")
-    if seen is not None:
-        scores = mask_seen(scores, seen)
-    return scores, _indicator(targets, scores)
+    return scores if seen is None else mask_seen(scores, seen)
+
+
+class _Relevant:
+    """The held-out items of a batch as sorted keys ``row * I + item``, without a dense [b, I] indicator.
+
+    Args:
+      targets: SparseTensor [b, I]; entries with value 0 do not count and
+        duplicates count once.
+    """
+
+    def __init__(self, targets: tf.SparseTensor):
+        self.n_items = targets.dense_shape[1]
+        nonzero = tf.not_equal(targets.values, 0)
+        indices = tf.boolean_mask(targets.indices, nonzero)
+        keys = tf.sort(indices[:, 0] * self.n_items + indices[:, 1])
+        first = tf.concat([tf.ones([1], tf.bool)[:tf.size(keys)], keys[1:] != keys[:-1]], axis=0)
+        # float32 [b]: distinct held-out items per row.
+        self.count = tf.math.unsorted_segment_sum(tf.cast(first, tf.float32), keys // self.n_items,
+                                                  targets.dense_shape[0])
+        # A sentinel above every key keeps the lookup in range when there are none.
+        self.keys = tf.concat([keys, [tf.int64.max]], axis=0)
+
+    def hits(self, items: tf.Tensor) -> tf.Tensor:
+        """float32 [b, k]: 1 where ``items`` (int [b, k], a row's item ids) is held out in that row."""
+        items = tf.cast(items, tf.int64)
+        rows = tf.range(tf.shape(items, out_type=tf.int64)[0])[:, None]
+        query = rows * self.n_items + items
+        at = tf.searchsorted(self.keys[None, :], tf.reshape(query, [1, -1]), side="left")
+        found = tf.reshape(tf.gather(self.keys, at[0]), tf.shape(query))
+        return tf.cast(tf.equal(found, query), tf.float32)
 
 
 def _clip_k(k: int, scores: tf.Tensor) -> _Int:
@@ -91,10 +120,10 @@ def _clip_k(k: int, scores: tf.Tensor) -> _Int:
     return min(int(k), int(n_items))
 
 
-def _top_hits(scores: tf.Tensor, relevant: tf.Tensor, k: _Int) -> tf.Tensor:
+def _top_hits(scores: tf.Tensor, relevant: _Relevant, k: _Int) -> tf.Tensor:
     """float32 [b, k]: relevance of each user's top-k items, best first."""
     _, top = tf.math.top_k(scores, k=k, sorted=True)
-    return tf.gather(relevant, top, batch_dims=1)
+    return relevant.hits(top)
 
 
 def _discounts(k: _Int) -> tf.Tensor:
@@ -165,10 +194,9 @@ def _stat(per_user: tf.Tensor, valid: tf.Tensor) -> Stat:
 
 
 def _one_k(scores, targets, k, seen, metric) -> Tuple[tf.Tensor, tf.Tensor]:
-    scores, relevant = _prepare(scores, targets, seen)
+    scores, relevant = _masked(scores, targets, seen), _Relevant(targets)
     k = _clip_k(k, scores)
-    n_rel = tf.reduce_sum(relevant, axis=1)
-    return _per_user(metric(_top_hits(scores, relevant, k), n_rel, k), n_rel)
+    return _per_user(metric(_top_hits(scores, relevant, k), relevant.count, k), relevant.count)
 
 
 def recall_at_k(scores: tf.Tensor, targets: tf.SparseTensor, k: int,
@@ -224,8 +252,8 @@ def topk_metrics(scores: tf.Tensor, targets: tf.SparseTensor, *,
     """
     parsed = [(n, n.split("@")[0], int(n.split("@")[1])) for n in names]
     assert parsed, "topk_metrics needs at least one metric"
-    scores, relevant = _prepare(scores, targets, seen)
-    n_rel = tf.reduce_sum(relevant, axis=1)
+    scores, relevant = _masked(scores, targets, seen), _Relevant(targets)
+    n_rel = relevant.count
     hits = _top_hits(scores, relevant, _clip_k(max(k for _, _, k in parsed), scores))
     return {name: _stat(*_per_user(RANKING[kind](hits, n_rel, _clip_k(k, scores)), n_rel))
             for name, kind, k in parsed}
@@ -271,7 +299,8 @@ def mrr(scores: tf.Tensor, targets: tf.SparseTensor,
     Returns:
       ``(sum over users of their mean reciprocal rank, number of users)``.
     """
-    scores, relevant = _prepare(scores, targets, seen)
+    scores = _masked(scores, targets, seen)
+    relevant = _indicator(targets, scores)
     # Seen items hold -inf, so they sort after every unseen item and the
     # position in the full descending order is the rank among unseen items.
     order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
