@@ -93,10 +93,9 @@ class _Relevant:
         self.n_items = targets.dense_shape[1]
         nonzero = tf.not_equal(targets.values, 0)
         indices = tf.boolean_mask(targets.indices, nonzero)
-        keys = tf.sort(indices[:, 0] * self.n_items + indices[:, 1])
-        first = tf.concat([tf.ones([1], tf.bool)[:tf.size(keys)], keys[1:] != keys[:-1]], axis=0)
+        keys, _ = tf.unique(tf.sort(indices[:, 0] * self.n_items + indices[:, 1]))  # still sorted
         # float32 [b]: distinct held-out items per row.
-        self.count = tf.math.unsorted_segment_sum(tf.cast(first, tf.float32), keys // self.n_items,
+        self.count = tf.math.unsorted_segment_sum(tf.ones_like(keys, tf.float32), keys // self.n_items,
                                                   targets.dense_shape[0])
         # A sentinel above every key keeps the lookup in range when there are none.
         self.keys = tf.concat([keys, [tf.int64.max]], axis=0)
